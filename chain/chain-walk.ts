@@ -10,6 +10,7 @@ export type BreakKind =
   | "payload_mismatch"
   | "missing_entry"
   | "unexpected_entry"
+  | "moved_entry"
   | "truncated";
 
 export interface ChainBreak {
@@ -37,13 +38,18 @@ export interface StoredEntry extends HashedEnvelope {
 export class ChainWalker {
   private next: number;
   private prevHash: string;
+  private last: StoredEntry | null = null;
   private broken: ChainBreak | null = null;
   /** Entries checked so far. */
   checked = 0;
   /** Seqs whose payload was redacted: reported, not a break. */
   readonly redacted: number[] = [];
 
-  constructor(startSeq = 0, prevHash: string = ZERO_HASH) {
+  /**
+   * @param endSeq one past the last seq the chain committed (its head), when known:
+   * any stored entry at or beyond it was not written by the ledger.
+   */
+  constructor(startSeq = 0, prevHash: string = ZERO_HASH, private readonly endSeq?: number) {
     this.next = startSeq;
     this.prevHash = prevHash;
   }
@@ -61,10 +67,11 @@ export class ChainWalker {
     if (e.seq > this.next) {
       return this.fail(this.next, "missing_entry", `seq ${this.next} is missing (next stored entry is seq ${e.seq})`);
     }
-    const recomputed = entryHash(e);
-    if (recomputed !== e.hash) {
-      return this.fail(e.seq, "hash_mismatch", `stored hash ${e.hash.slice(0, 12)}… differs from recomputed ${recomputed.slice(0, 12)}…: the entry was edited`);
+    if (this.endSeq !== undefined && e.seq >= this.endSeq) {
+      return this.fail(e.seq, "unexpected_entry", `seq ${e.seq} lies beyond the committed head (seq ${this.endSeq - 1}): it was inserted`);
     }
+    const recomputed = entryHash(e);
+    if (recomputed !== e.hash) return this.explainMismatch(e, recomputed);
     if (e.prev_hash !== this.prevHash) {
       return this.fail(e.seq, "link_mismatch", `prev_hash does not equal the hash of seq ${e.seq - 1}: an entry was inserted, removed or reordered`);
     }
@@ -74,7 +81,32 @@ export class ChainWalker {
     this.prevHash = e.hash;
     this.next = e.seq + 1;
     this.checked++;
+    this.last = e;
     return null;
+  }
+
+  /**
+   * A stored hash that does not match can mean an edit in place, or a genuine entry
+   * moved to another seq (rows inserted, deleted or swapped and the rest renumbered).
+   * A moved entry still hashes correctly under its original seq, which tells the cases
+   * apart and puts the break where the tampering happened.
+   */
+  private explainMismatch(e: StoredEntry, recomputed: string): ChainBreak {
+    const hashesAt = (seq: number) => seq >= 0 && entryHash({ ...e, seq }) === e.hash;
+    const prev = this.last;
+    if (prev && prev.seq === e.seq - 1 && hashesAt(e.seq - 1) && e.prev_hash === prev.prev_hash) {
+      // The entry before this one took this entry's original place: it was inserted.
+      this.checked--;
+      if (prev.redacted) this.redacted.pop();
+      return this.fail(prev.seq, "unexpected_entry", `seq ${prev.seq} was inserted: the entry now at seq ${e.seq} is the original seq ${prev.seq}, renumbered`);
+    }
+    for (const offset of [1, -1, 2, -2]) {
+      if (hashesAt(e.seq + offset)) {
+        return this.fail(e.seq, "moved_entry",
+          `the entry at seq ${e.seq} is the original seq ${e.seq + offset}, moved: entries were deleted, inserted or reordered here`);
+      }
+    }
+    return this.fail(e.seq, "hash_mismatch", `stored hash ${e.hash.slice(0, 12)}… differs from recomputed ${recomputed.slice(0, 12)}…: the entry was edited`);
   }
 
   /**

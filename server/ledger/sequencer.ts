@@ -1,0 +1,231 @@
+// Group commit: concurrent appends to one chain are sequenced together in one
+// transaction and acknowledged only after COMMIT. The chain head is locked in
+// Postgres (SELECT ... FOR UPDATE), so several server replicas share one chain.
+import { randomBytes } from "node:crypto";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { ENVELOPE_VERSION, entryHash, payloadDigest, SALT_BYTES, type Envelope, type StoredEntry } from "../../chain/index.js";
+import type { Database, Queryable } from "../storage/database.js";
+import { ENTRY_COLUMNS, PAYLOAD_COLUMNS, PAYLOAD_JOIN, rowToEntry, type EntryRow } from "./entry-row.js";
+import type { PreparedEvent } from "./validate-event.js";
+
+/** NOTIFY channel carrying "chain<TAB>last seq" after each commit. */
+export const ENTRIES_CHANNEL = "audit_ledger_entries";
+
+export interface Sequenced {
+  entry: StoredEntry;
+  /** True when the idempotency key was already in the chain (the original is returned). */
+  deduplicated: boolean;
+}
+
+export interface CommitStats {
+  chain: string;
+  requests: number;
+  events: number;
+  seconds: number;
+}
+
+export interface SequencerOptions {
+  /** Most events one transaction sequences; more wait for the next one. */
+  maxEventsPerCommit?: number;
+  onCommit?: (stats: CommitStats) => void;
+}
+
+interface Pending {
+  events: PreparedEvent[];
+  resolve: (results: Sequenced[]) => void;
+  reject: (err: unknown) => void;
+}
+
+interface ChainQueue {
+  pending: Pending[];
+  flushing: Promise<void> | null;
+}
+
+export class Sequencer {
+  private readonly queues = new Map<string, ChainQueue>();
+  private readonly knownChains = new Set<string>();
+  private readonly maxEventsPerCommit: number;
+  private closed = false;
+
+  constructor(
+    private readonly db: Database,
+    private readonly options: SequencerOptions = {},
+  ) {
+    this.maxEventsPerCommit = options.maxEventsPerCommit ?? 20_000;
+  }
+
+  /**
+   * Sequences `events` atomically (all in one transaction) and resolves after COMMIT
+   * with one result per event, in order.
+   */
+  append(chain: string, events: PreparedEvent[]): Promise<Sequenced[]> {
+    if (this.closed) return Promise.reject(new ConnectError("server is shutting down", Code.Unavailable));
+    if (events.length === 0) return Promise.resolve([]);
+    let queue = this.queues.get(chain);
+    if (!queue) {
+      queue = { pending: [], flushing: null };
+      this.queues.set(chain, queue);
+    }
+    const q = queue;
+    return new Promise<Sequenced[]>((resolve, reject) => {
+      q.pending.push({ events, resolve, reject });
+      if (!q.flushing) q.flushing = this.flushLoop(chain, q);
+    });
+  }
+
+  /** Stops taking appends and waits for every queued one to commit. */
+  async drain(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.queues.values()].map((q) => q.flushing));
+  }
+
+  private async flushLoop(chain: string, q: ChainQueue): Promise<void> {
+    try {
+      while (q.pending.length > 0) {
+        // Take whole requests (each is atomic) up to the per-commit limit; the
+        // first one always goes, however large.
+        const taken: Pending[] = [];
+        let count = 0;
+        while (q.pending.length > 0) {
+          const next = q.pending[0]!;
+          if (taken.length > 0 && count + next.events.length > this.maxEventsPerCommit) break;
+          taken.push(q.pending.shift()!);
+          count += next.events.length;
+        }
+        const started = performance.now();
+        try {
+          const results = await this.commit(chain, taken);
+          taken.forEach((p, i) => p.resolve(results[i]!));
+          this.options.onCommit?.({ chain, requests: taken.length, events: count, seconds: (performance.now() - started) / 1000 });
+        } catch (err) {
+          const error = ConnectError.from(err, Code.Unavailable);
+          for (const p of taken) p.reject(error);
+        }
+      }
+    } finally {
+      q.flushing = null;
+    }
+  }
+
+  private commit(chain: string, requests: Pending[]): Promise<Sequenced[][]> {
+    return this.db.transaction(async (tx) => {
+      if (!this.knownChains.has(chain)) {
+        await tx.query("INSERT INTO chains (chain) VALUES ($1) ON CONFLICT DO NOTHING", [chain]);
+      }
+      const head = await tx.query<{ next_seq: number; head_hash: string; head_ts: Date | null }>(
+        "SELECT next_seq, encode(head_hash, 'hex') AS head_hash, head_ts FROM chains WHERE chain = $1 FOR UPDATE",
+        [chain],
+      );
+      const h = head.rows[0];
+      if (!h) throw new ConnectError(`chain ${chain} vanished`, Code.Internal);
+
+      const existing = await findByIdempotencyKeys(tx, chain, requests);
+      // Server time of sequencing, never earlier than the previous commit's, so that
+      // ts is monotonic in seq even across replicas with skewed clocks.
+      const tsMs = Math.max(Date.now(), h.head_ts ? h.head_ts.getTime() : 0);
+      const ts = new Date(tsMs).toISOString();
+
+      let seq = h.next_seq;
+      let prev = h.head_hash;
+      const fresh: StoredEntry[] = [];
+      const inCommit = new Map<string, StoredEntry>();
+      const results = requests.map((req) =>
+        req.events.map((ev): Sequenced => {
+          const key = ev.idempotency_key;
+          if (key !== undefined) {
+            const seen = existing.get(key) ?? inCommit.get(key);
+            if (seen) return { entry: seen, deduplicated: true };
+          }
+          const salt = ev.payload ? new Uint8Array(randomBytes(SALT_BYTES)) : null;
+          const { payload, ...fields } = ev;
+          const envelope: Envelope = {
+            ...fields,
+            v: ENVELOPE_VERSION,
+            chain,
+            seq,
+            ts,
+            payload_size: payload ? payload.length : 0,
+            prev_hash: prev,
+          };
+          if (payload && salt) envelope.payload_digest = payloadDigest(salt, payload);
+          const entry: StoredEntry = { ...envelope, hash: entryHash(envelope), payload, salt };
+          fresh.push(entry);
+          if (key !== undefined) inCommit.set(key, entry);
+          prev = entry.hash;
+          seq++;
+          return { entry, deduplicated: false };
+        }),
+      );
+
+      if (fresh.length > 0) {
+        await insertEntries(tx, chain, ts, fresh);
+        await tx.query("UPDATE chains SET next_seq = $2, head_hash = decode($3, 'hex'), head_ts = $4 WHERE chain = $1", [chain, seq, prev, ts]);
+        await tx.query("SELECT pg_notify($1, $2)", [ENTRIES_CHANNEL, `${chain}\t${seq - 1}`]);
+      }
+      this.knownChains.add(chain);
+      return results;
+    });
+  }
+}
+
+async function findByIdempotencyKeys(tx: Queryable, chain: string, requests: Pending[]): Promise<Map<string, StoredEntry>> {
+  const keys: string[] = [];
+  for (const r of requests) for (const e of r.events) if (e.idempotency_key !== undefined) keys.push(e.idempotency_key);
+  const found = new Map<string, StoredEntry>();
+  if (keys.length === 0) return found;
+  const res = await tx.query<EntryRow>(
+    `SELECT ${ENTRY_COLUMNS}, ${PAYLOAD_COLUMNS} FROM entries e ${PAYLOAD_JOIN}
+     WHERE e.chain = $1 AND e.idempotency_key = ANY($2::text[])`,
+    [chain, keys],
+  );
+  for (const row of res.rows) found.set(row.idempotency_key!, rowToEntry(row));
+  return found;
+}
+
+const hexOrNull = (b: Uint8Array | null | undefined) => (b ? Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex") : null);
+
+/** One multi-row INSERT per table (arrays unnested server-side), portable to PGlite. */
+async function insertEntries(tx: Queryable, chain: string, ts: string, entries: StoredEntry[]): Promise<void> {
+  const col = <T>(pick: (e: StoredEntry) => T) => entries.map(pick);
+  await tx.query(
+    `INSERT INTO entries (chain, seq, v, ts, occurred_at, source_type, agent, kind, subject, actor, trace_id,
+       span_id, cause, idempotency_key, source_position, payload_type, payload_size, payload_digest, batch, prev_hash, hash)
+     SELECT $1, u.seq, ${ENVELOPE_VERSION}, $2::timestamptz, u.occurred_at, u.source_type, u.agent, u.kind, u.subject, u.actor,
+       u.trace_id, u.span_id, u.cause, u.idempotency_key, u.source_position, u.payload_type, u.payload_size,
+       decode(u.payload_digest, 'hex'), u.batch, decode(u.prev_hash, 'hex'), decode(u.hash, 'hex')
+     FROM unnest($3::bigint[], $4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+       $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::bigint[], $17::text[], $18::text[], $19::text[], $20::text[])
+       AS u(seq, occurred_at, source_type, agent, kind, subject, actor, trace_id, span_id, cause, idempotency_key,
+            source_position, payload_type, payload_size, payload_digest, batch, prev_hash, hash)`,
+    [
+      chain,
+      ts,
+      col((e) => e.seq),
+      col((e) => e.occurred_at ?? null),
+      col((e) => e.source_type),
+      col((e) => e.agent),
+      col((e) => e.kind),
+      col((e) => e.subject ?? null),
+      col((e) => e.actor ?? null),
+      col((e) => e.trace_id ?? null),
+      col((e) => e.span_id ?? null),
+      col((e) => e.cause ?? null),
+      col((e) => e.idempotency_key ?? null),
+      col((e) => e.source_position ?? null),
+      col((e) => e.payload_type ?? null),
+      col((e) => e.payload_size),
+      col((e) => e.payload_digest ?? null),
+      col((e) => e.batch ?? null),
+      col((e) => e.prev_hash),
+      col((e) => e.hash),
+    ],
+  );
+  const withPayload = entries.filter((e) => e.payload);
+  if (withPayload.length === 0) return;
+  await tx.query(
+    `INSERT INTO payloads (chain, seq, salt, payload)
+     SELECT $1, u.seq, decode(u.salt, 'hex'), decode(u.payload, 'hex')
+     FROM unnest($2::bigint[], $3::text[], $4::text[]) AS u(seq, salt, payload)`,
+    [chain, withPayload.map((e) => e.seq), withPayload.map((e) => hexOrNull(e.salt)), withPayload.map((e) => hexOrNull(e.payload))],
+  );
+}
