@@ -1,0 +1,54 @@
+// Server configuration from the environment (and CLI flags, which set the same names).
+import { DEFAULT_LIMITS, type Limits } from "./ledger/limits.js";
+
+export interface ServerConfig {
+  host: string;
+  port: number;
+  /** Postgres URL; empty for embedded PGlite in dataDir. */
+  databaseUrl: string;
+  dataDir: string;
+  /** Role the server's database sessions run as (least privilege); "" for the login role. */
+  dbRole: string;
+  dbPoolSize: number;
+  tlsCertFile: string;
+  tlsKeyFile: string;
+  limits: Limits;
+  /** Create and print an admin key when the database holds none. */
+  bootstrapAdminKey: boolean;
+  /** Chain the bootstrap admin key is bound to. */
+  defaultChain: string;
+  /** How long shutdown waits for open requests. */
+  shutdownGraceMs: number;
+  logLevel: string;
+}
+
+function int(name: string, fallback: number, env: NodeJS.ProcessEnv): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`${name}: "${raw}" is not a non-negative integer`);
+  return n;
+}
+
+export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfig {
+  return {
+    host: env.HOST ?? "127.0.0.1",
+    port: int("PORT", 8080, env),
+    databaseUrl: env.DATABASE_URL ?? "",
+    dataDir: env.DATA_DIR ?? ".data/ledger",
+    dbRole: env.DB_ROLE ?? "audit_ledger_app",
+    dbPoolSize: int("DB_POOL_SIZE", 10, env),
+    tlsCertFile: env.TLS_CERT_FILE ?? "",
+    tlsKeyFile: env.TLS_KEY_FILE ?? "",
+    limits: {
+      maxPayloadBytes: int("MAX_PAYLOAD_BYTES", DEFAULT_LIMITS.maxPayloadBytes, env),
+      maxBatchEvents: int("MAX_BATCH_EVENTS", DEFAULT_LIMITS.maxBatchEvents, env),
+      maxRequestBytes: int("MAX_REQUEST_BYTES", DEFAULT_LIMITS.maxRequestBytes, env),
+      maxJsonDepth: int("MAX_JSON_DEPTH", DEFAULT_LIMITS.maxJsonDepth, env),
+    },
+    bootstrapAdminKey: (env.BOOTSTRAP_ADMIN_KEY ?? "true") !== "false",
+    defaultChain: env.DEFAULT_CHAIN ?? "default",
+    shutdownGraceMs: int("SHUTDOWN_GRACE_MS", 10_000, env),
+    logLevel: env.LOG_LEVEL ?? "info",
+  };
+}

@@ -1,0 +1,88 @@
+// One port for every protocol. Cleartext: the first bytes of a connection tell HTTP/2
+// prior knowledge ("PRI * HTTP/2.0" preface) from HTTP/1.1, and the socket goes to the
+// matching Node server. TLS: ALPN picks h2 or http/1.1 on one secure server.
+import http from "node:http";
+import http2 from "node:http2";
+import net from "node:net";
+
+export type RequestHandler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
+
+export interface ListenerOptions {
+  host: string;
+  port: number;
+  tls?: { cert: string | Buffer; key: string | Buffer };
+}
+
+export interface OnePortListener {
+  /** The bound port (useful with port 0). */
+  port: number;
+  /** Stops accepting, lets open requests finish for up to `graceMs`, then closes every connection. */
+  close(graceMs: number): Promise<void>;
+}
+
+const H2_PREFACE_START = Buffer.from("PRI ");
+
+export async function listenOnePort(handler: RequestHandler, options: ListenerOptions): Promise<OnePortListener> {
+  const sessions = new Set<http2.Http2Session>();
+  const sockets = new Set<net.Socket>();
+  const track = (s: net.Socket) => {
+    sockets.add(s);
+    s.once("close", () => sockets.delete(s));
+  };
+
+  let front: net.Server;
+  let h1: http.Server | null = null;
+  if (options.tls) {
+    const secure = http2.createSecureServer({ cert: options.tls.cert, key: options.tls.key, allowHTTP1: true }, handler);
+    secure.on("session", (s) => trackSession(sessions, s));
+    secure.on("connection", track);
+    front = secure;
+  } else {
+    const h2 = http2.createServer({}, handler);
+    h2.on("session", (s) => trackSession(sessions, s));
+    h1 = http.createServer(handler as http.RequestListener);
+    h1.keepAliveTimeout = 65_000;
+    const h1Server = h1;
+    front = net.createServer((socket) => {
+      track(socket);
+      socket.once("data", (first: Buffer) => {
+        socket.pause();
+        socket.unshift(first);
+        const isH2 = first.subarray(0, H2_PREFACE_START.length).equals(H2_PREFACE_START.subarray(0, Math.min(first.length, H2_PREFACE_START.length)));
+        (isH2 ? h2 : h1Server).emit("connection", socket);
+        process.nextTick(() => socket.resume());
+      });
+      socket.on("error", () => socket.destroy());
+    });
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    front.once("error", reject);
+    front.listen(options.port, options.host, () => {
+      front.off("error", reject);
+      resolve();
+    });
+  });
+  const address = front.address() as net.AddressInfo;
+
+  return {
+    port: address.port,
+    async close(graceMs: number) {
+      const closed = new Promise<void>((resolve) => front.close(() => resolve()));
+      for (const s of sessions) s.close(); // GOAWAY: open streams finish, no new ones
+      h1?.closeIdleConnections();
+      const timer = setTimeout(() => {
+        for (const s of sessions) s.destroy();
+        for (const s of sockets) s.destroy();
+      }, graceMs);
+      await closed;
+      clearTimeout(timer);
+    },
+  };
+}
+
+function trackSession(sessions: Set<http2.Http2Session>, s: http2.Http2Session): void {
+  sessions.add(s);
+  s.once("close", () => sessions.delete(s));
+  s.on("error", () => s.destroy());
+}

@@ -1,0 +1,138 @@
+// The composition root: storage, sequencer, live tail, services and the one-port
+// listener, started in order and stopped in reverse.
+import { readFileSync } from "node:fs";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { LedgerService, file_auditledger_v1_ledger_service } from "../gen/auditledger/v1/ledger_service_pb.js";
+import { AgentRegistryService, file_auditledger_v1_agent_registry_service } from "../gen/auditledger/v1/agent_registry_service_pb.js";
+import { KeyService, file_auditledger_v1_key_service } from "../gen/auditledger/v1/key_service_pb.js";
+import type { ServerConfig } from "./config.js";
+import type { Database } from "./storage/database.js";
+import { openDatabase } from "./storage/open-database.js";
+import { migrate } from "./storage/migrate.js";
+import { Sequencer } from "./ledger/sequencer.js";
+import { CommitNotifier } from "./tail/commit-notifier.js";
+import { ApiKeyAuthenticator, countApiKeys, createApiKey } from "./auth/api-keys.js";
+import { authInterceptor } from "./auth/auth-interceptor.js";
+import { ledgerService } from "./rpc/ledger-service.js";
+import { keyService } from "./rpc/key-service.js";
+import { registerReflection } from "./reflection/grpc-reflection.js";
+import { listenOnePort, type OnePortListener } from "./http/one-port-listener.js";
+import { opsRoutes } from "./ops/ops-routes.js";
+import { LedgerMetrics } from "./ops/metrics.js";
+import { createLogger, type Logger } from "./ops/logger.js";
+
+export interface RunningServer {
+  port: number;
+  /** Base URL, e.g. http://127.0.0.1:8080. */
+  url: string;
+  db: Database;
+  metrics: LedgerMetrics;
+  /** Set when this start created the first admin key (shown once). */
+  bootstrapToken?: string;
+  /** Graceful stop: refuse new work, finish in-flight commits, close. */
+  close(): Promise<void>;
+}
+
+export async function startLedgerServer(config: ServerConfig, logger: Logger = createLogger(config.logLevel)): Promise<RunningServer> {
+  const onDbError = (err: Error) => logger.warn({ err }, "database connection error");
+  const db = await openMigrated(config, onDbError);
+  logger.info({ storage: db.kind, dataDir: db.kind === "pglite" ? config.dataDir : undefined }, "storage ready");
+
+  let bootstrapToken: string | undefined;
+  if (config.bootstrapAdminKey && (await countApiKeys(db)) === 0) {
+    const { record, token } = await createApiKey(db, config.defaultChain, ["append", "read", "admin"], "bootstrap admin");
+    bootstrapToken = token;
+    logger.info({ keyId: record.keyId, chain: record.chain }, "created the first admin API key");
+  }
+
+  const metrics = new LedgerMetrics();
+  const notifier = new CommitNotifier();
+  await notifier.start(db);
+  const sequencer = new Sequencer(db, {
+    onCommit: (s) => {
+      metrics.commitBatchSize.observe(s.events);
+      metrics.commitSeconds.observe(s.seconds);
+    },
+  });
+  const shutdown = new AbortController();
+
+  const rpcErrors: Interceptor = (next) => async (req) => {
+    try {
+      return await next(req);
+    } catch (err) {
+      const ce = ConnectError.from(err);
+      metrics.rpcErrors.inc({ method: req.method.name, code: Code[ce.code] });
+      if (ce.code === Code.Internal || ce.code === Code.Unknown) logger.error({ err, method: req.method.name }, "rpc failed");
+      throw ce;
+    }
+  };
+
+  const handler = connectNodeAdapter({
+    routes(router) {
+      router.service(LedgerService, ledgerService({ db, sequencer, notifier, limits: config.limits, metrics, shutdownSignal: shutdown.signal }));
+      // Implemented by the agents milestone; until then every method answers Unimplemented.
+      router.service(AgentRegistryService, {});
+      router.service(KeyService, keyService(db));
+      registerReflection(router, [file_auditledger_v1_ledger_service, file_auditledger_v1_agent_registry_service, file_auditledger_v1_key_service]);
+    },
+    interceptors: [rpcErrors, authInterceptor(new ApiKeyAuthenticator(db))],
+    readMaxBytes: config.limits.maxRequestBytes,
+    fallback: opsRoutes(db, metrics, () => shutdown.signal.aborted),
+  });
+
+  let listener: OnePortListener;
+  try {
+    listener = await listenOnePort(handler, {
+      host: config.host,
+      port: config.port,
+      tls: config.tlsCertFile ? { cert: readFileSync(config.tlsCertFile), key: readFileSync(config.tlsKeyFile) } : undefined,
+    });
+  } catch (err) {
+    await notifier.stop();
+    await db.close();
+    throw err;
+  }
+  const scheme = config.tlsCertFile ? "https" : "http";
+  const url = `${scheme}://${config.host.includes(":") ? `[${config.host}]` : config.host}:${listener.port}`;
+  logger.info({ url, tls: Boolean(config.tlsCertFile) }, "listening (Connect, gRPC, gRPC-Web; HTTP/1.1 and HTTP/2)");
+
+  let closing: Promise<void> | null = null;
+  return {
+    port: listener.port,
+    url,
+    db,
+    metrics,
+    bootstrapToken,
+    close() {
+      closing ??= (async () => {
+        logger.info("shutting down: finishing in-flight commits");
+        shutdown.abort();
+        const closed = listener.close(config.shutdownGraceMs);
+        await sequencer.drain();
+        await closed;
+        await notifier.stop();
+        await db.close();
+        logger.info("stopped");
+      })();
+      return closing;
+    },
+  };
+}
+
+/** Applies migrations as the login role, then opens the server's least-privilege pool. */
+async function openMigrated(config: ServerConfig, onError: (err: Error) => void): Promise<Database> {
+  const storage = { databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: config.dbPoolSize, onError };
+  if (!config.databaseUrl) {
+    const db = await openDatabase(storage);
+    await migrate(db);
+    return db;
+  }
+  const owner = await openDatabase({ ...storage, poolSize: 1 });
+  try {
+    await migrate(owner);
+  } finally {
+    await owner.close();
+  }
+  return openDatabase({ ...storage, role: config.dbRole });
+}
