@@ -1,5 +1,5 @@
-// Versioned SQL migrations, applied in order at start. Each file runs once, in its
-// own transaction, under an advisory lock so replicas starting together don't race.
+// Versioned SQL migrations, applied in order at start: each file runs once, all in one
+// transaction under an advisory lock, so replicas starting together don't race.
 import { readdirSync, readFileSync } from "node:fs";
 import type { Database } from "./database.js";
 
@@ -24,24 +24,24 @@ export function loadMigrations(): Migration[] {
     }));
 }
 
-/** Applies every migration not yet applied; returns the names applied now. */
+/** Applies every migration not yet applied, in one transaction; returns the names applied now. */
 export async function migrate(db: Database): Promise<string[]> {
-  await db.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
-    version integer PRIMARY KEY,
-    name text NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now()
-  )`);
-  const applied: string[] = [];
-  for (const m of loadMigrations()) {
-    const done = await db.transaction(async (tx) => {
-      await tx.query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK]);
-      const seen = await tx.query("SELECT 1 FROM schema_migrations WHERE version = $1", [m.version]);
-      if (seen.rows.length > 0) return false;
+  return db.transaction(async (tx) => {
+    await tx.query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK]);
+    await tx.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+      version integer PRIMARY KEY,
+      name text NOT NULL,
+      applied_at timestamptz NOT NULL DEFAULT now()
+    )`);
+    const seen = await tx.query<{ version: number }>("SELECT version FROM schema_migrations");
+    const done = new Set(seen.rows.map((r) => r.version));
+    const applied: string[] = [];
+    for (const m of loadMigrations()) {
+      if (done.has(m.version)) continue;
       await tx.exec(m.sql);
       await tx.query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", [m.version, m.name]);
-      return true;
-    });
-    if (done) applied.push(m.name);
-  }
-  return applied;
+      applied.push(m.name);
+    }
+    return applied;
+  });
 }
