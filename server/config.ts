@@ -36,7 +36,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     port: int("PORT", 8080, env),
     databaseUrl: env.DATABASE_URL ?? "",
     dataDir: env.DATA_DIR ?? ".data/ledger",
-    dbRole: env.DB_ROLE ?? "audit_ledger_app",
+    dbRole: roleName(env.DB_ROLE ?? "audit_ledger_app"),
     dbPoolSize: int("DB_POOL_SIZE", 10, env),
     tlsCertFile: env.TLS_CERT_FILE ?? "",
     tlsKeyFile: env.TLS_KEY_FILE ?? "",
@@ -51,4 +51,9 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     shutdownGraceMs: int("SHUTDOWN_GRACE_MS", 10_000, env),
     logLevel: env.LOG_LEVEL ?? "info",
   };
+}
+
+function roleName(role: string): string {
+  if (role !== "" && !/^[a-z_][a-z0-9_]{0,62}$/.test(role)) throw new Error(`DB_ROLE: "${role}" is not a plain role name`);
+  return role;
 }

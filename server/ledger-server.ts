@@ -21,6 +21,7 @@ import { listenOnePort, type OnePortListener } from "./http/one-port-listener.js
 import { opsRoutes } from "./ops/ops-routes.js";
 import { LedgerMetrics } from "./ops/metrics.js";
 import { createLogger, type Logger } from "./ops/logger.js";
+import { installUtf8Policy } from "./rpc/utf8-policy.js";
 
 export interface RunningServer {
   port: number;
@@ -35,6 +36,7 @@ export interface RunningServer {
 }
 
 export async function startLedgerServer(config: ServerConfig, logger: Logger = createLogger(config.logLevel)): Promise<RunningServer> {
+  installUtf8Policy();
   const onDbError = (err: Error) => logger.warn({ err }, "database connection error");
   const db = await openMigrated(config, onDbError);
   logger.info({ storage: db.kind, dataDir: db.kind === "pglite" ? config.dataDir : undefined }, "storage ready");

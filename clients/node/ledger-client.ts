@@ -1,4 +1,5 @@
 // The typed Node client: every service of the API over the protocol of your choice.
+import type { ConnectionOptions } from "node:tls";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { LedgerService } from "../../gen/auditledger/v1/ledger_service_pb.js";
@@ -16,6 +17,8 @@ export interface LedgerClientOptions {
   httpVersion?: "1.1" | "2";
   /** Connect protocol only: JSON instead of binary protobuf. */
   useJson?: boolean;
+  /** TLS options for https:// URLs, passed to Node's http2.connect / https.request (e.g. `ca` for a private CA). */
+  nodeOptions?: Pick<ConnectionOptions, "ca" | "cert" | "key" | "rejectUnauthorized" | "servername">;
 }
 
 export interface LedgerClient {
@@ -34,7 +37,7 @@ export function createLedgerClient(options: LedgerClientOptions): LedgerClient {
     });
   }
   const protocol = options.protocol ?? "connect";
-  const common = { baseUrl: options.baseUrl, interceptors, useBinaryFormat: !options.useJson };
+  const common = { baseUrl: options.baseUrl, interceptors, useBinaryFormat: !options.useJson, nodeOptions: options.nodeOptions };
   const transport =
     protocol === "grpc"
       ? createGrpcTransport({ ...common, useBinaryFormat: true })

@@ -32,6 +32,7 @@ export async function listenOnePort(handler: RequestHandler, options: ListenerOp
 
   let front: net.Server;
   let h1: http.Server | null = null;
+  let closing = false;
   if (options.tls) {
     const secure = http2.createSecureServer({ cert: options.tls.cert, key: options.tls.key, allowHTTP1: true }, handler);
     secure.on("session", (s) => trackSession(sessions, s));
@@ -40,9 +41,17 @@ export async function listenOnePort(handler: RequestHandler, options: ListenerOp
   } else {
     const h2 = http2.createServer({}, handler);
     h2.on("session", (s) => trackSession(sessions, s));
-    h1 = http.createServer(handler as http.RequestListener);
+    h1 = http.createServer(closeAfterAbandonedBodies(handler as http.RequestListener));
     h1.keepAliveTimeout = 65_000;
     const h1Server = h1;
+    // Sockets reach h1 by emit("connection"), never by h1.listen(), and Node starts its
+    // connection tracking on "listening": without it closeIdleConnections() is a no-op (an
+    // idle keep-alive client held shutdown for the whole grace period). Start it here.
+    h1.emit("listening");
+    // While closing, a keep-alive connection is closed as soon as its last response is done.
+    h1.on("request", (_req: http.IncomingMessage, res: http.ServerResponse) =>
+      res.once("close", () => closing && setImmediate(() => h1Server.closeIdleConnections())),
+    );
     front = net.createServer((socket) => {
       track(socket);
       socket.once("data", (first: Buffer) => {
@@ -70,7 +79,8 @@ export async function listenOnePort(handler: RequestHandler, options: ListenerOp
     async close(graceMs: number) {
       const closed = new Promise<void>((resolve) => front.close(() => resolve()));
       for (const s of sessions) s.close(); // GOAWAY: open streams finish, no new ones
-      h1?.closeIdleConnections();
+      closing = true;
+      h1?.close(); // closes idle connections (and stops h1's timeout checks); front is what listens
       const timer = setTimeout(() => {
         for (const s of sessions) s.destroy();
         for (const s of sockets) s.destroy();
@@ -85,4 +95,21 @@ function trackSession(sessions: Set<http2.Http2Session>, s: http2.Http2Session):
   sessions.add(s);
   s.once("close", () => sessions.delete(s));
   s.on("error", () => s.destroy());
+}
+
+/**
+ * An HTTP/1.1 response can start before the request body was read whole (an oversized
+ * request is refused at the limit). The rest of that body would then be parsed as the
+ * next request on the connection and the client's next call would hang, so such a
+ * response says "Connection: close" and the connection ends with it.
+ */
+function closeAfterAbandonedBodies(handler: http.RequestListener): http.RequestListener {
+  return (req, res) => {
+    const writeHead = res.writeHead;
+    res.writeHead = function (this: http.ServerResponse, ...args: unknown[]) {
+      if (!req.complete) this.shouldKeepAlive = false;
+      return (writeHead as (...a: unknown[]) => http.ServerResponse).apply(this, args);
+    } as typeof res.writeHead;
+    handler(req, res);
+  };
 }

@@ -51,7 +51,7 @@ export function validateChainName(chain: string, where = "chain"): string {
 export function prepareEvent(input: EventInput, agent: string, limits: Limits, where = "event"): PreparedEvent {
   const text = (field: keyof typeof FIELD_MAX_LENGTH, value: string): string | undefined => {
     if (value === "") return undefined;
-    if (!value.isWellFormed()) throw invalid(`${where}.${field}: not valid UTF-8 (lone surrogate)`);
+    if (!value.isWellFormed()) throw invalid(`${where}.${field}: not valid UTF-8`);
     if (value.length > FIELD_MAX_LENGTH[field]) {
       throw invalid(`${where}.${field}: ${value.length} characters, at most ${FIELD_MAX_LENGTH[field]} allowed`);
     }

@@ -21,15 +21,14 @@ export class PostgresDatabase implements Database {
   private readonly listeners = new Set<ListenConnection>();
 
   constructor(private readonly options: PostgresOptions) {
-    this.pool = new pg.Pool({ connectionString: options.connectionString, max: options.max ?? 10 });
+    this.pool = new pg.Pool({
+      connectionString: options.connectionString,
+      max: options.max ?? 10,
+      // The role is set in the startup packet, so no query can run before it.
+      options: options.role ? `-c role=${options.role}` : undefined,
+    });
     // An idle client that loses its connection must not crash the process.
     this.pool.on("error", (err) => options.onError?.(err));
-    if (options.role) {
-      const role = options.role;
-      this.pool.on("connect", (client) => {
-        client.query(`SET ROLE ${quoteIdent(role)}`).catch((err: Error) => options.onError?.(err));
-      });
-    }
   }
 
   query<R>(sql: string, params?: unknown[]): Promise<QueryResult<R>> {

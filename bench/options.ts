@@ -1,0 +1,116 @@
+// Benchmark sizes and switches: command-line flags first, then BENCH_* environment
+// variables, then defaults sized so the whole run takes a few minutes on 2 cores.
+import { parseArgs } from "node:util";
+
+export const PHASES = ["append-batch", "raw-copy", "diy-chain", "unary", "tail", "verify"] as const;
+export type Phase = (typeof PHASES)[number];
+
+export interface BenchOptions {
+  /** Rows written by AppendBatch, and then by raw COPY and by the DIY chain. */
+  events: number;
+  /** Events per AppendBatch request (and rows per DIY INSERT). */
+  batchSize: number;
+  /** Concurrent AppendBatch clients, each on its own HTTP/2 connection. */
+  clients: number;
+  /** Concurrent DIY-chain writers (each its own Postgres connection). */
+  diyClients: number;
+  /** Unary Append: open-loop request rate and measured seconds (after a warm-up). */
+  unaryRate: number;
+  unarySeconds: number;
+  warmupSeconds: number;
+  /** Live tail: appends per second while a subscriber listens, and for how long. */
+  tailRate: number;
+  tailSeconds: number;
+  /** Verify runs (the median is reported). */
+  verifyRuns: number;
+  /** "child": the server runs in its own Node process (as in production); "inprocess": in the bench's event loop. */
+  server: "child" | "inprocess";
+  /** Keep the benchmark database instead of dropping it. */
+  keep: boolean;
+  /** Write V8 CPU profiles of the server child process into this directory. */
+  cpuProfDir: string | undefined;
+  /** Also write the figures as JSON here. */
+  json: string | undefined;
+  /** Run only these measurements (those they need are run anyway). */
+  only: Set<Phase>;
+}
+
+export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): BenchOptions {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      events: { type: "string" },
+      "batch-size": { type: "string" },
+      clients: { type: "string" },
+      "diy-clients": { type: "string" },
+      "unary-rate": { type: "string" },
+      "unary-seconds": { type: "string" },
+      "warmup-seconds": { type: "string" },
+      "tail-rate": { type: "string" },
+      "tail-seconds": { type: "string" },
+      "verify-runs": { type: "string" },
+      server: { type: "string" },
+      keep: { type: "boolean" },
+      "cpu-prof": { type: "string" },
+      json: { type: "string" },
+      only: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    process.exit(0);
+  }
+  const num = (flag: string | undefined, envName: string, fallback: number): number => {
+    const raw = flag ?? env[envName];
+    if (raw === undefined || raw === "") return fallback;
+    const n = Number(raw.replace(/_/g, ""));
+    if (!Number.isFinite(n) || n <= 0) throw new Error(`${envName}: "${raw}" is not a positive number`);
+    return n;
+  };
+  const server = values.server ?? env.BENCH_SERVER ?? "child";
+  if (server !== "child" && server !== "inprocess") throw new Error(`--server: "child" or "inprocess", not "${server}"`);
+  const onlyRaw = values.only ?? env.BENCH_ONLY ?? "";
+  const only = new Set<Phase>();
+  for (const name of onlyRaw.split(",").map((s) => s.trim()).filter(Boolean)) {
+    if (!(PHASES as readonly string[]).includes(name)) throw new Error(`--only: unknown measurement "${name}" (${PHASES.join(", ")})`);
+    only.add(name as Phase);
+  }
+  const clients = num(values.clients, "BENCH_CLIENTS", 4);
+  return {
+    events: Math.round(num(values.events, "BENCH_EVENTS", 200_000)),
+    batchSize: Math.round(num(values["batch-size"], "BENCH_BATCH_SIZE", 1000)),
+    clients,
+    diyClients: num(values["diy-clients"], "BENCH_DIY_CLIENTS", clients),
+    unaryRate: num(values["unary-rate"], "BENCH_UNARY_RATE", 1000),
+    unarySeconds: num(values["unary-seconds"], "BENCH_UNARY_SECONDS", 10),
+    warmupSeconds: num(values["warmup-seconds"], "BENCH_WARMUP_SECONDS", 2),
+    tailRate: num(values["tail-rate"], "BENCH_TAIL_RATE", 200),
+    tailSeconds: num(values["tail-seconds"], "BENCH_TAIL_SECONDS", 10),
+    verifyRuns: Math.round(num(values["verify-runs"], "BENCH_VERIFY_RUNS", 3)),
+    server,
+    keep: values.keep ?? env.BENCH_KEEP === "1",
+    cpuProfDir: values["cpu-prof"] ?? env.BENCH_CPU_PROF,
+    json: values.json ?? env.BENCH_JSON,
+    only: only.size > 0 ? only : new Set(PHASES),
+  };
+}
+
+const USAGE = `npm run bench -- [flags]   (each flag also reads BENCH_<NAME>, e.g. BENCH_EVENTS)
+
+  --events N          rows for AppendBatch, raw COPY and the DIY chain (200000)
+  --batch-size N      events per AppendBatch request / rows per DIY INSERT (1000)
+  --clients N         concurrent AppendBatch clients (4)
+  --diy-clients N     concurrent DIY-chain writers (= --clients)
+  --unary-rate N      unary Append requests per second, open loop (1000)
+  --unary-seconds N   measured seconds of unary Append (10), after --warmup-seconds (2)
+  --tail-rate N       appends per second while a live-tail subscriber listens (200)
+  --tail-seconds N    seconds of live tail (10)
+  --verify-runs N     Verify runs; the median is reported (3)
+  --server MODE       child (default: server in its own process) | inprocess
+  --only LIST         comma list of: ${PHASES.join(", ")}
+  --cpu-prof DIR      write V8 CPU profiles of the server process to DIR (with --server child)
+  --json FILE         also write the figures as JSON
+  --keep              keep the benchmark database (default: dropped at the end)
+`;

@@ -1,0 +1,129 @@
+// npm run bench: every SPEC §11 ingest, latency and verify figure, side by side in one
+// run on the same Postgres, in a fresh database that is dropped at the end.
+//   1. AppendBatch durable ingest through the real client        (chain bench-batch)
+//   2. raw COPY of those very rows into same-indexed tables      (schema bench_copy)
+//   3. the do-it-yourself trigger chain fed the same rows         (schema bench_diy)
+//   4. unary Append latency at a fixed rate, open loop            (chain bench-unary)
+//   5. live-tail append-to-subscriber latency                     (chain bench-tail)
+//   6. Verify over chain bench-batch, next to the bare SHA-256 rate of the same bytes
+import { writeFileSync } from "node:fs";
+import os from "node:os";
+import type pg from "pg";
+import { createLedgerClient, type LedgerClient } from "../clients/node/ledger-client.js";
+import { createApiKey } from "../server/auth/api-keys.js";
+import { parseOptions, type Phase } from "./options.js";
+import { checkpoint, connect, createBenchDatabase } from "./bench-db.js";
+import { startBenchServer, type BenchServer } from "./bench-server.js";
+import { appendBatches } from "./append-batch.js";
+import { rawCopy } from "./raw-copy.js";
+import { diyChain } from "./diy-chain.js";
+import { unaryLatency } from "./unary-latency.js";
+import { tailLatency } from "./tail-latency.js";
+import { verifyRate } from "./verify-rate.js";
+import { details, markdownTable, resultRows, type BenchResults } from "./report.js";
+import { int } from "./stats.js";
+import { cpuMeter } from "./cpu-meter.js";
+
+const BATCH_CHAIN = "bench-batch";
+
+const log = (msg: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+
+async function main(): Promise<void> {
+  const opts = parseOptions(process.argv.slice(2));
+  const want = (p: Phase) => opts.only.has(p);
+  // The baselines and Verify work on the rows AppendBatch wrote.
+  const needBatch = want("append-batch") || want("raw-copy") || want("diy-chain") || want("verify");
+
+  const database = await createBenchDatabase();
+  log(`database ${database.name}; server ${opts.server === "child" ? "in a child process" : "in-process"}`);
+  let server: BenchServer | undefined;
+  let admin: pg.Client | undefined;
+  const results: BenchResults = {};
+  let environment: Record<string, string> = {};
+  try {
+    server = await startBenchServer(opts.server, database.url, opts.cpuProfDir);
+    admin = await connect(database.url);
+    environment = await describeEnvironment(admin, opts.server);
+    const adminClient = admin;
+    const url = server.url;
+    // Connect protocol, binary protobuf, HTTP/2 (h2c): one connection per client.
+    const clientFor = async (chain: string): Promise<LedgerClient> => {
+      const { token } = await createApiKey(adminClient as never, chain, ["append", "read"]);
+      return createLedgerClient({ baseUrl: url, apiKey: token, protocol: "connect", httpVersion: "2" });
+    };
+    const clients = (chain: string, n: number) => Promise.all(Array.from({ length: n }, () => clientFor(chain)));
+    const meter = () => cpuMeter(adminClient, database.name, opts.server === "child" ? server!.pid : undefined);
+
+    if (needBatch) {
+      // Warm-up on another chain (JIT, pool, caches), then the measured run on a fresh chain.
+      const warm = Math.min(opts.events, Math.max(opts.batchSize, Math.round(opts.events / 10)));
+      log(`AppendBatch warm-up: ${int(warm)} events`);
+      await appendBatches(await clients("bench-warmup", opts.clients), warm, opts.batchSize, "warmup");
+      await checkpoint(admin);
+      log(`AppendBatch: ${int(opts.events)} events, batches of ${int(opts.batchSize)}, ${opts.clients} clients`);
+      results.appendBatch = await appendBatches(await clients(BATCH_CHAIN, opts.clients), opts.events, opts.batchSize, "batch", meter());
+      log(`  ${int(results.appendBatch.rowsPerSecond)} events/s`);
+    }
+    if (want("raw-copy")) {
+      log("raw COPY of the same rows");
+      results.rawCopy = await rawCopy(admin, BATCH_CHAIN, meter());
+      log(`  ${int(results.rawCopy.rowsPerSecond)} rows/s`);
+    }
+    if (want("diy-chain")) {
+      log(`DIY chain: INSERTs of ${int(opts.batchSize)} rows from ${opts.diyClients} connections`);
+      results.diyChain = await diyChain(admin, database.url, BATCH_CHAIN, opts.batchSize, opts.diyClients, meter());
+      log(`  ${int(results.diyChain.rowsPerSecond)} rows/s`);
+    }
+    if (want("unary")) {
+      log(`unary Append: ${int(opts.unaryRate)} req/s for ${opts.unarySeconds} s after ${opts.warmupSeconds} s warm-up`);
+      await checkpoint(admin);
+      results.unary = await unaryLatency(await clientFor("bench-unary"), opts.unaryRate, opts.unarySeconds, opts.warmupSeconds, meter());
+      log(`  p50 ${results.unary.p50.toFixed(2)} ms, p99 ${results.unary.p99.toFixed(2)} ms`);
+    }
+    if (want("tail")) {
+      log(`live tail: ${int(opts.tailRate)} appends/s for ${opts.tailSeconds} s`);
+      results.tail = await tailLatency(await clientFor("bench-tail"), await clientFor("bench-tail"), opts.tailRate, opts.tailSeconds, meter());
+      log(`  p50 ${results.tail.sendToReceive.p50.toFixed(2)} ms, p99 ${results.tail.sendToReceive.p99.toFixed(2)} ms`);
+    }
+    if (want("verify")) {
+      log(`Verify: ${int(opts.events)} entries, ${opts.verifyRuns} runs`);
+      results.verify = await verifyRate(await clientFor(BATCH_CHAIN), database.url, BATCH_CHAIN, opts.events, opts.verifyRuns, meter());
+      log(`  ${int(results.verify.verifyPerSecond)} entries/s`);
+    }
+  } finally {
+    await server?.close().catch((err: unknown) => log(`server close: ${String(err)}`));
+    await admin?.end().catch(() => undefined);
+    if (opts.keep) log(`kept database ${database.name}`);
+    else await database.drop();
+  }
+
+  const table = markdownTable(resultRows(results));
+  process.stdout.write(`\naudit-ledger benchmark, ${new Date().toISOString()}\n`);
+  for (const [k, v] of Object.entries(environment)) process.stdout.write(`  ${k}: ${v}\n`);
+  process.stdout.write(`\n${table}\n\n${details(results).map((d) => `- ${d}`).join("\n")}\n`);
+  if (opts.json) {
+    writeFileSync(opts.json, JSON.stringify({ date: new Date().toISOString(), environment, options: { ...opts, only: [...opts.only] }, results }, null, 2));
+    log(`wrote ${opts.json}`);
+  }
+}
+
+async function describeEnvironment(admin: pg.Client, serverMode: string): Promise<Record<string, string>> {
+  const settings = await admin.query<{ name: string; setting: string; unit: string | null }>(
+    `SELECT name, setting, unit FROM pg_settings
+     WHERE name IN ('shared_buffers', 'synchronous_commit', 'fsync', 'wal_level', 'max_wal_size') ORDER BY name`,
+  );
+  const version = await admin.query<{ server_version: string }>("SHOW server_version");
+  return {
+    machine: `${os.cpus().length} x ${os.cpus()[0]?.model ?? "cpu"}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.platform()} ${os.release()}`,
+    node: process.version,
+    postgres: `${version.rows[0]!.server_version} (${settings.rows.map((s) => `${s.name}=${s.setting}${s.unit ?? ""}`).join(", ")})`,
+    server: serverMode === "child" ? "separate Node process (own event loop)" : "in the bench process",
+    client: "Connect protocol, binary protobuf, HTTP/2 cleartext (h2c)",
+    "load average at start": os.loadavg().map((l) => l.toFixed(2)).join(", "),
+  };
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});
