@@ -23,7 +23,7 @@ export async function* verifyRange(
   chain: string,
   from: number | undefined,
   to: number | undefined,
-  progressEvery = 50_000,
+  progressEvery = PAGE,
 ): AsyncGenerator<VerifyProgress, VerifyVerdict> {
   const head = await readHead(db, chain);
   const start = from ?? 0;
