@@ -33,6 +33,7 @@ export async function listenOnePort(handler: RequestHandler, options: ListenerOp
   let front: net.Server;
   let h1: http.Server | null = null;
   let closing = false;
+  const h1Open = new Set<http.ServerResponse>();
   if (options.tls) {
     const secure = http2.createSecureServer({ cert: options.tls.cert, key: options.tls.key, allowHTTP1: true }, handler);
     secure.on("session", (s) => trackSession(sessions, s));
@@ -48,10 +49,16 @@ export async function listenOnePort(handler: RequestHandler, options: ListenerOp
     // connection tracking on "listening": without it closeIdleConnections() is a no-op (an
     // idle keep-alive client held shutdown for the whole grace period). Start it here.
     h1.emit("listening");
-    // While closing, a keep-alive connection is closed as soon as its last response is done.
-    h1.on("request", (_req: http.IncomingMessage, res: http.ServerResponse) =>
-      res.once("close", () => closing && setImmediate(() => h1Server.closeIdleConnections())),
-    );
+    // While closing, HTTP/1.1 responses say "Connection: close" (clients stop reusing the
+    // connection), and a keep-alive connection is closed once its last response is done.
+    h1.prependListener("request", (_req: http.IncomingMessage, res: http.ServerResponse) => {
+      h1Open.add(res);
+      if (closing) res.setHeader("connection", "close");
+      res.once("close", () => {
+        h1Open.delete(res);
+        if (closing) setImmediate(() => h1Server.closeIdleConnections());
+      });
+    });
     front = net.createServer((socket) => {
       track(socket);
       socket.once("data", (first: Buffer) => {
@@ -80,6 +87,7 @@ export async function listenOnePort(handler: RequestHandler, options: ListenerOp
       const closed = new Promise<void>((resolve) => front.close(() => resolve()));
       for (const s of sessions) s.close(); // GOAWAY: open streams finish, no new ones
       closing = true;
+      for (const res of h1Open) if (!res.headersSent) res.setHeader("connection", "close");
       h1?.close(); // closes idle connections (and stops h1's timeout checks); front is what listens
       const timer = setTimeout(() => {
         for (const s of sessions) s.destroy();

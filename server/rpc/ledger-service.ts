@@ -152,10 +152,8 @@ export function ledgerService(deps: LedgerServiceDeps): Partial<ServiceImpl<type
       if (from === undefined) from = (await readHead(db, chain)).count; // only new entries
       metrics.subscribers.inc();
       try {
-        for await (const entry of streamEntries(db, notifier, chain, from, filter, req.includePayload, AbortSignal.any([ctx.signal, shutdownSignal]), (n) =>
-          metrics.tailBufferedEntries.inc(n),
-        )) {
-          metrics.tailBufferedEntries.dec();
+        const signal = AbortSignal.any([ctx.signal, shutdownSignal]);
+        for await (const entry of streamEntries(db, notifier, chain, from, filter, req.includePayload, signal, (n) => metrics.tailBufferedEntries.inc(n))) {
           yield create(StreamEventsResponseSchema, {
             entry: toEntryMessage(entry, req.includePayload),
             cursor: encodeCursor(entry.seq, fingerprint),

@@ -17,7 +17,9 @@ export async function* streamEntries(
   filter: EntryFilter,
   withPayload: boolean,
   signal: AbortSignal,
-  onPage?: (size: number) => void,
+  /** Told +n when n entries are read from the database, -1 as each is taken, so the
+   * caller can account for what subscribers hold. */
+  onBuffered?: (delta: number) => void,
 ): AsyncGenerator<StoredEntry> {
   let next = fromSeq;
   while (!signal.aborted) {
@@ -30,12 +32,19 @@ export async function* streamEntries(
       limit: TAIL_PAGE,
       withPayload,
     });
-    onPage?.(entries.length);
-    for (const entry of entries) {
-      yield entry;
-      next = entry.seq + 1;
+    let held = entries.length;
+    onBuffered?.(held);
+    try {
+      for (const entry of entries) {
+        yield entry;
+        held--;
+        onBuffered?.(-1);
+        next = entry.seq + 1;
+      }
+    } finally {
+      // The subscriber left mid-page.
+      if (held > 0) onBuffered?.(-held);
     }
-    onPage?.(-entries.length);
     if (!more) await notifier.wait(chain, ticket, signal);
   }
 }
