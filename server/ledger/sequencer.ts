@@ -158,9 +158,7 @@ export class Sequencer {
       );
 
       if (fresh.length > 0) {
-        await insertEntries(tx, chain, ts, fresh);
-        await tx.query("UPDATE chains SET next_seq = $2, head_hash = decode($3, 'hex'), head_ts = $4 WHERE chain = $1", [chain, seq, prev, ts]);
-        await tx.query("SELECT pg_notify($1, $2)", [ENTRIES_CHANNEL, `${chain}\t${seq - 1}`]);
+        await writeCommit(tx, chain, ts, fresh);
       }
       this.knownChains.add(chain);
       return results;
@@ -184,19 +182,34 @@ async function findByIdempotencyKeys(tx: Queryable, chain: string, requests: Pen
 
 const hexOrNull = (b: Uint8Array | null | undefined) => (b ? Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex") : null);
 
-/** One multi-row INSERT per table (arrays unnested server-side), portable to PGlite. */
-async function insertEntries(tx: Queryable, chain: string, ts: string, entries: StoredEntry[]): Promise<void> {
+/**
+ * Writes the new entries and their payloads, moves the head and queues the NOTIFY, in
+ * ONE statement (data-modifying CTEs): the head lock is held for as few round trips as
+ * possible. Arrays are unnested server-side, which PGlite understands too.
+ */
+async function writeCommit(tx: Queryable, chain: string, ts: string, entries: StoredEntry[]): Promise<void> {
   const col = <T>(pick: (e: StoredEntry) => T) => entries.map(pick);
+  const withPayload = entries.filter((e) => e.payload);
+  const last = entries[entries.length - 1]!;
   await tx.query(
-    `INSERT INTO entries (chain, seq, v, ts, occurred_at, source_type, agent, kind, subject, actor, trace_id,
-       span_id, cause, idempotency_key, source_position, payload_type, payload_size, payload_digest, batch, prev_hash, hash)
-     SELECT $1, u.seq, ${ENVELOPE_VERSION}, $2::timestamptz, u.occurred_at, u.source_type, u.agent, u.kind, u.subject, u.actor,
-       u.trace_id, u.span_id, u.cause, u.idempotency_key, u.source_position, u.payload_type, u.payload_size,
-       decode(u.payload_digest, 'hex'), u.batch, decode(u.prev_hash, 'hex'), decode(u.hash, 'hex')
-     FROM unnest($3::bigint[], $4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-       $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::bigint[], $17::text[], $18::text[], $19::text[], $20::text[])
-       AS u(seq, occurred_at, source_type, agent, kind, subject, actor, trace_id, span_id, cause, idempotency_key,
-            source_position, payload_type, payload_size, payload_digest, batch, prev_hash, hash)`,
+    `WITH new_entries AS (
+       INSERT INTO entries (chain, seq, v, ts, occurred_at, source_type, agent, kind, subject, actor, trace_id,
+         span_id, cause, idempotency_key, source_position, payload_type, payload_size, payload_digest, batch, prev_hash, hash)
+       SELECT $1, u.seq, ${ENVELOPE_VERSION}, $2::timestamptz, u.occurred_at, u.source_type, u.agent, u.kind, u.subject, u.actor,
+         u.trace_id, u.span_id, u.cause, u.idempotency_key, u.source_position, u.payload_type, u.payload_size,
+         decode(u.payload_digest, 'hex'), u.batch, decode(u.prev_hash, 'hex'), decode(u.hash, 'hex')
+       FROM unnest($3::bigint[], $4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+         $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::bigint[], $17::text[], $18::text[], $19::text[], $20::text[])
+         AS u(seq, occurred_at, source_type, agent, kind, subject, actor, trace_id, span_id, cause, idempotency_key,
+              source_position, payload_type, payload_size, payload_digest, batch, prev_hash, hash)
+     ), new_payloads AS (
+       INSERT INTO payloads (chain, seq, salt, payload)
+       SELECT $1, p.seq, decode(p.salt, 'hex'), decode(p.payload, 'hex')
+       FROM unnest($21::bigint[], $22::text[], $23::text[]) AS p(seq, salt, payload)
+     ), new_head AS (
+       UPDATE chains SET next_seq = $24, head_hash = decode($25, 'hex'), head_ts = $2::timestamptz WHERE chain = $1
+     )
+     SELECT pg_notify($26, $27)`,
     [
       chain,
       ts,
@@ -218,14 +231,13 @@ async function insertEntries(tx: Queryable, chain: string, ts: string, entries: 
       col((e) => e.batch ?? null),
       col((e) => e.prev_hash),
       col((e) => e.hash),
+      withPayload.map((e) => e.seq),
+      withPayload.map((e) => hexOrNull(e.salt)),
+      withPayload.map((e) => hexOrNull(e.payload)),
+      last.seq + 1,
+      last.hash,
+      ENTRIES_CHANNEL,
+      `${chain}\t${last.seq}`,
     ],
-  );
-  const withPayload = entries.filter((e) => e.payload);
-  if (withPayload.length === 0) return;
-  await tx.query(
-    `INSERT INTO payloads (chain, seq, salt, payload)
-     SELECT $1, u.seq, decode(u.salt, 'hex'), decode(u.payload, 'hex')
-     FROM unnest($2::bigint[], $3::text[], $4::text[]) AS u(seq, salt, payload)`,
-    [chain, withPayload.map((e) => e.seq), withPayload.map((e) => hexOrNull(e.salt)), withPayload.map((e) => hexOrNull(e.payload))],
   );
 }
