@@ -1,6 +1,6 @@
 // Verify (SPEC §3): walk a range of the chain, recompute every hash and link and
 // payload digest, and report the first break. Yields progress while it walks.
-import { ChainWalker, ZERO_HASH, type ChainBreak } from "../../chain/index.js";
+import { ChainWalker, ZERO_HASH, type ChainBreak, type StoredEntry } from "../../chain/index.js";
 import type { Database } from "../storage/database.js";
 import { readEntry, readHead, readRange } from "../ledger/ledger-reader.js";
 
@@ -40,13 +40,18 @@ export async function* verifyRange(
     prevHash = anchor.hash;
   }
   const walker = new ChainWalker(start, prevHash, head.count);
-  let cursor = start;
   let lastReport = 0;
-  while (cursor < end) {
-    const page = await readRange(db, chain, cursor, end, PAGE, true);
+  // Read the next page while this one is hashed: Postgres and Node work side by side.
+  let pending: Promise<StoredEntry[]> | null = start < end ? readRange(db, chain, start, end, PAGE, true) : null;
+  while (pending) {
+    const page = await pending;
+    const nextFrom = page.length === PAGE ? page[page.length - 1]!.seq + 1 : end;
+    pending = nextFrom < end ? readRange(db, chain, nextFrom, end, PAGE, true) : null;
     for (const entry of page) if (walker.push(entry)) break;
-    if (walker.firstBreak || page.length < PAGE) break;
-    cursor = page[page.length - 1]!.seq + 1;
+    if (walker.firstBreak) {
+      await pending?.catch(() => undefined);
+      break;
+    }
     if (walker.checked - lastReport >= progressEvery) {
       lastReport = walker.checked;
       yield { checked: walker.checked, total: Math.max(expectedEnd - start, 0) };
