@@ -2,26 +2,13 @@
 // InvalidArgument naming the field. Nothing is written until every event passes.
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { EventInput } from "../../gen/auditledger/v1/entry_pb.js";
-import { SOURCE_TYPES } from "../../chain/index.js";
+import { SOURCE_TYPES, type Envelope } from "../../chain/index.js";
 import { FIELD_MAX_LENGTH, type Limits } from "./limits.js";
 
-/** A validated event, ready for the sequencer to give it a seq and hash. */
-export interface PreparedEvent {
-  occurred_at?: string;
-  source_type: string;
-  agent: string;
-  kind: string;
-  subject?: string;
-  actor?: string;
-  trace_id?: string;
-  span_id?: string;
-  cause?: string;
-  idempotency_key?: string;
-  source_position?: string;
-  payload_type?: string;
-  batch?: string;
+/** A validated event, ready for the sequencer to give it a chain position and hash. */
+export type PreparedEvent = Omit<Envelope, "v" | "chain" | "seq" | "ts" | "payload_size" | "payload_digest" | "prev_hash"> & {
   payload: Uint8Array | null;
-}
+};
 
 const CHAIN_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const KIND = /^[A-Za-z0-9][A-Za-z0-9._:/-]*$/;
