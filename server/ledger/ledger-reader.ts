@@ -1,5 +1,5 @@
 // Reads of the ledger: one entry, seq ranges, filtered queries and the chain head.
-import type { StoredEntry } from "../../chain/index.js";
+import { ZERO_HASH, type StoredEntry } from "../../chain/index.js";
 import type { Queryable } from "../storage/database.js";
 import { ENTRY_COLUMNS, PAYLOAD_COLUMNS, PAYLOAD_JOIN, rowToEntry, type EntryRow } from "./entry-row.js";
 
@@ -16,7 +16,7 @@ export async function readHead(db: Queryable, chain: string): Promise<ChainHead>
     [chain],
   );
   const row = res.rows[0];
-  return row ? { count: row.next_seq, headHash: row.head_hash, lastTs: row.head_ts } : { count: 0, headHash: "0".repeat(64), lastTs: null };
+  return row ? { count: row.next_seq, headHash: row.head_hash, lastTs: row.head_ts } : { count: 0, headHash: ZERO_HASH, lastTs: null };
 }
 
 export async function readEntry(db: Queryable, chain: string, seq: number, withPayload: boolean): Promise<StoredEntry | null> {

@@ -1,7 +1,7 @@
 // LedgerService: append, read, tail and verify. RPCs of later milestones are left out
 // of the implementation, so Connect answers them with Unimplemented.
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import {
   BreakKind,
   LedgerService,
@@ -206,4 +206,3 @@ function toFilter(f: EntryFilterMessage | undefined): EntryFilter {
   return out;
 }
 
-export type { HandlerContext };
