@@ -8,11 +8,7 @@ import { Order, type EntryFilterSchema } from "../../gen/auditledger/v1/ledger_s
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { createLedgerClient } from "../node/ledger-client.js";
 import { entryToRow, rowJson } from "../node/entry-row.js";
-import { configFromEnv } from "../../server/config.js";
-import { startLedgerServer } from "../../server/ledger-server.js";
-import { openDatabase } from "../../server/storage/open-database.js";
-import { migrate } from "../../server/storage/migrate.js";
-import { createApiKey, isScope, type Scope } from "../../server/auth/api-keys.js";
+import { isScope, type Scope } from "../../server/auth/api-keys.js";
 import { validateChainName } from "../../server/ledger/validate-event.js";
 
 const program = new Command("audit-ledger")
@@ -46,6 +42,9 @@ program
     if (o.host) env.HOST = o.host;
     if (o.databaseUrl) env.DATABASE_URL = o.databaseUrl;
     if (o.dataDir) env.DATA_DIR = o.dataDir;
+    // Loaded only here: the client commands start fast without the server and its databases.
+    const { configFromEnv } = await import("../../server/config.js");
+    const { startLedgerServer } = await import("../../server/ledger-server.js");
     const server = await startLedgerServer(configFromEnv(env));
     if (server.bootstrapToken) {
       process.stdout.write(
@@ -73,6 +72,9 @@ keys
     if (bad !== undefined) throw new Error(`--scopes: unknown scope "${bad}"; expected append, read, admin`);
     validateChainName(o.forChain, "--for-chain");
     if (o.databaseUrl || o.dataDir) {
+      const { openDatabase } = await import("../../server/storage/open-database.js");
+      const { migrate } = await import("../../server/storage/migrate.js");
+      const { createApiKey } = await import("../../server/auth/api-keys.js");
       const db = await openDatabase({ databaseUrl: o.databaseUrl, dataDir: o.dataDir ?? ".data/ledger" });
       try {
         await migrate(db);

@@ -72,7 +72,8 @@ export async function spawnServer(env: Record<string, string> = {}): Promise<Ser
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  // "close" comes after the output streams are drained, so output() is complete.
+  const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
   const url = await new Promise<string>((resolve, reject) => {
     const onData = (chunk: Buffer) => {
       out += chunk.toString();
