@@ -21,6 +21,7 @@ export interface OnePortListener {
 }
 
 const H2_PREFACE_START = Buffer.from("PRI ");
+const FIRST_BYTES_TIMEOUT_MS = 10_000;
 
 export async function listenOnePort(handler: RequestHandler, options: ListenerOptions): Promise<OnePortListener> {
   const sessions = new Set<http2.Http2Session>();
@@ -61,7 +62,10 @@ export async function listenOnePort(handler: RequestHandler, options: ListenerOp
     });
     front = net.createServer((socket) => {
       track(socket);
+      // A connection that never says which protocol it speaks is dropped, not kept forever.
+      socket.setTimeout(FIRST_BYTES_TIMEOUT_MS, () => socket.destroy());
       socket.once("data", (first: Buffer) => {
+        socket.setTimeout(0);
         socket.pause();
         socket.unshift(first);
         const isH2 = first.subarray(0, H2_PREFACE_START.length).equals(H2_PREFACE_START.subarray(0, Math.min(first.length, H2_PREFACE_START.length)));
