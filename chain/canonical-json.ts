@@ -1,5 +1,5 @@
 // RFC 8785 (JCS) canonical JSON.
-import canonicalize from "canonicalize";
+import canonicalizeModule from "canonicalize";
 import type { Envelope } from "./envelope.js";
 
 /**
@@ -7,6 +7,12 @@ import type { Envelope } from "./envelope.js";
  * Used for arbitrary documents (test vectors, bundles); entries use the faster
  * fixed-shape encoder below, which the tests hold equal to this one.
  */
+// canonicalize is CommonJS whose types say "export default": Node hands over the
+// function itself, bundlers may wrap it in { default }. Accept both.
+type Canonicalize = (input: unknown) => string | undefined;
+const canonicalize: Canonicalize =
+  (canonicalizeModule as unknown as { default?: Canonicalize }).default ?? (canonicalizeModule as unknown as Canonicalize);
+
 export function canonicalJson(value: unknown): string {
   const text = canonicalize(value);
   if (text === undefined) throw new Error("value has no JSON form");
