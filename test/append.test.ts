@@ -47,9 +47,11 @@ describe("Append and AppendBatch", () => {
     const { ledger } = await clientFor(server, uniqueChain());
     await ledger.append({ event: { kind: "first" } });
     const res = await ledger.appendBatch({ events: Array.from({ length: 50 }, (_, i) => ({ kind: "batch.item", subject: `items/${i}` })) });
-    expect(res.entries.map((e) => Number(e.seq))).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
-    expect(new Set(res.entries.map((e) => e.ts)).size).toBe(1);
-    expect(res.entries.every((e, i) => e.subject === `items/${i}`)).toBe(true);
+    expect(res.results.map((r) => Number(r.seq))).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+    const stored = (await ledger.query({ filter: { fromSeq: 1n }, limit: 100 })).entries;
+    expect(stored.map((e) => e.hash)).toEqual(res.results.map((r) => r.hash));
+    expect(new Set(stored.map((e) => e.ts)).size).toBe(1);
+    expect(stored.every((e, i) => e.subject === `items/${i}`)).toBe(true);
   });
 
   it("AppendBatch is atomic: one invalid event and nothing is appended", async () => {
@@ -77,8 +79,9 @@ describe("Append and AppendBatch", () => {
   it("repeats inside one batch and across concurrent requests still yield one entry per key", async () => {
     const { ledger } = await clientFor(server, uniqueChain());
     const batch = await ledger.appendBatch({ events: [{ kind: "k", idempotencyKey: "a" }, { kind: "k", idempotencyKey: "a" }, { kind: "k", idempotencyKey: "b" }] });
-    expect(batch.entries.map((e) => Number(e.seq))).toEqual([0, 0, 1]);
-    expect(batch.deduplicated).toEqual([false, true, false]);
+    expect(batch.results.map((r) => Number(r.seq))).toEqual([0, 0, 1]);
+    expect(batch.results.map((r) => r.deduplicated)).toEqual([false, true, false]);
+    expect(batch.results[1]!.hash).toBe(batch.results[0]!.hash);
     const racing = await Promise.all(Array.from({ length: 20 }, () => ledger.append({ event: { kind: "k", idempotencyKey: "c" } })));
     expect(new Set(racing.map((r) => r.entry!.seq)).size).toBe(1);
     expect(racing.filter((r) => !r.deduplicated)).toHaveLength(1);
@@ -98,6 +101,21 @@ describe("Append and AppendBatch", () => {
     expect(entry!.occurredAt).toBe("2026-03-01T10:00:00.000Z");
   });
 
+  it("awkward text and binary payloads are stored byte for byte (the COPY path escapes them)", async () => {
+    const { ledger } = await clientFor(server, uniqueChain());
+    const subject = "tab\there\nnew line\\back\\slash\rcr \\N \\. é€😀";
+    const payload = Uint8Array.from({ length: 256 }, (_, i) => i);
+    const { entry } = await ledger.append({ event: { kind: "odd", subject, actor: "\\x00", payloadType: "application/octet-stream", payload } });
+    const got = (await ledger.getEvent({ seq: entry!.seq, includePayload: true })).entry!;
+    expect(got.subject).toBe(subject);
+    expect(got.actor).toBe("\\x00");
+    expect(got.payload).toEqual(payload);
+    expect(entryHash(entryToRow(got))).toBe(entry!.hash);
+    let valid = false;
+    for await (const m of ledger.verify({})) if (m.result.case === "verdict") valid = m.result.value.valid;
+    expect(valid).toBe(true);
+  });
+
   it("GetStats reports count, last seq and head hash", async () => {
     const { ledger } = await clientFor(server, uniqueChain());
     const empty = await ledger.getStats({});
@@ -108,6 +126,6 @@ describe("Append and AppendBatch", () => {
     const stats = await ledger.getStats({});
     expect(stats.count).toBe(3n);
     expect(stats.lastSeq).toBe(2n);
-    expect(stats.headHash).toBe(res.entries[2]!.hash);
+    expect(stats.headHash).toBe(res.results[2]!.hash);
   });
 });

@@ -138,7 +138,7 @@ describe("audit-ledger CLI against a server process", () => {
           { kind: "order.shipped", subject: "orders/1" },
         ],
       });
-      hashes = seeded.entries.map((e) => e.hash);
+      hashes = seeded.results.map((r) => r.hash);
     });
 
     test.each([

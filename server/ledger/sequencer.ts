@@ -127,6 +127,9 @@ export class Sequencer {
 
       let seq = h.next_seq;
       let prev = h.head_hash;
+      // One call for every salt of the commit: randomBytes per entry costs more than its hash.
+      const salts = randomBytes(SALT_BYTES * requests.reduce((n, r) => n + r.events.length, 0));
+      let saltAt = 0;
       const fresh: StoredEntry[] = [];
       const inCommit = new Map<string, StoredEntry>();
       const results = requests.map((req) =>
@@ -136,7 +139,7 @@ export class Sequencer {
             const seen = existing.get(key) ?? inCommit.get(key);
             if (seen) return { entry: seen, deduplicated: true };
           }
-          const salt = ev.payload ? new Uint8Array(randomBytes(SALT_BYTES)) : null;
+          const salt = ev.payload ? salts.subarray(saltAt, (saltAt += SALT_BYTES)) : null;
           const { payload, ...fields } = ev;
           const envelope: Envelope = {
             ...fields,
@@ -188,6 +191,7 @@ const hexOrNull = (b: Uint8Array | null | undefined) => (b ? Buffer.from(b.buffe
  * possible. Arrays are unnested server-side, which PGlite understands too.
  */
 async function writeCommit(tx: Queryable, chain: string, ts: string, entries: StoredEntry[]): Promise<void> {
+  if (tx.copyFrom) return copyCommit(tx, tx.copyFrom.bind(tx), chain, ts, entries);
   const col = <T>(pick: (e: StoredEntry) => T) => entries.map(pick);
   const withPayload = entries.filter((e) => e.payload);
   const last = entries[entries.length - 1]!;
@@ -241,3 +245,40 @@ async function writeCommit(tx: Queryable, chain: string, ts: string, entries: St
     ],
   );
 }
+
+const ENTRY_COPY = `COPY entries (chain, seq, v, ts, occurred_at, source_type, agent, kind, subject, actor, trace_id,
+  span_id, cause, idempotency_key, source_position, payload_type, payload_size, payload_digest, batch, prev_hash, hash) FROM STDIN`;
+const PAYLOAD_COPY = "COPY payloads (chain, seq, salt, payload) FROM STDIN";
+
+/**
+ * The same writes through COPY, Postgres' bulk path: about half the database CPU per row
+ * of a multi-row INSERT, which is what lets ingest approach the raw COPY rate.
+ */
+async function copyCommit(tx: Queryable, copyFrom: (sql: string, data: string) => Promise<void>, chain: string, ts: string, entries: StoredEntry[]): Promise<void> {
+  const c = copyText(chain);
+  let rows = "";
+  let payloadRows = "";
+  for (const e of entries) {
+    rows += `${c}\t${e.seq}\t${ENVELOPE_VERSION}\t${ts}\t${copyOpt(e.occurred_at)}\t${copyText(e.source_type)}\t${copyText(e.agent)}\t${copyText(e.kind)}\t${copyOpt(e.subject)}\t${copyOpt(e.actor)}\t${copyOpt(e.trace_id)}\t${copyOpt(e.span_id)}\t${copyOpt(e.cause)}\t${copyOpt(e.idempotency_key)}\t${copyOpt(e.source_position)}\t${copyOpt(e.payload_type)}\t${e.payload_size}\t${e.payload_digest ? `\\\\x${e.payload_digest}` : "\\N"}\t${copyOpt(e.batch)}\t\\\\x${e.prev_hash}\t\\\\x${e.hash}\n`;
+    if (e.payload && e.salt) payloadRows += `${c}\t${e.seq}\t\\\\x${hexOrNull(e.salt)}\t\\\\x${hexOrNull(e.payload)}\n`;
+  }
+  await copyFrom(ENTRY_COPY, rows);
+  if (payloadRows) await copyFrom(PAYLOAD_COPY, payloadRows);
+  const last = entries[entries.length - 1]!;
+  await tx.query(
+    `WITH new_head AS (UPDATE chains SET next_seq = $2, head_hash = decode($3, 'hex'), head_ts = $4::timestamptz WHERE chain = $1)
+     SELECT pg_notify($5, $6)`,
+    [chain, last.seq + 1, last.hash, ts, ENTRIES_CHANNEL, `${chain}\t${last.seq}`],
+  );
+}
+
+/** A text value in COPY text format: backslash, tab, newline and carriage return escaped. */
+function copyText(value: string): string {
+  return /[\\\t\n\r]/.test(value) ? value.replace(/[\\\t\n\r]/g, (ch) => COPY_ESCAPES[ch]!) : value;
+}
+
+function copyOpt(value: string | undefined): string {
+  return value === undefined ? "\\N" : copyText(value);
+}
+
+const COPY_ESCAPES: Record<string, string> = { "\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r" };

@@ -78,8 +78,7 @@ export function ledgerService(deps: LedgerServiceDeps): Partial<ServiceImpl<type
       const results = await sequencer.append(chain, events);
       record(results);
       return create(AppendBatchResponseSchema, {
-        entries: results.map((r) => toEntryMessage(r.entry, false)),
-        deduplicated: results.map((r) => r.deduplicated),
+        results: results.map((r) => ({ seq: BigInt(r.entry.seq), hash: r.entry.hash, deduplicated: r.deduplicated })),
       });
     },
 

@@ -11,6 +11,11 @@ export interface Queryable {
   query<R = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<QueryResult<R>>;
   /** Runs a script of several statements without parameters (migrations). */
   exec(sql: string): Promise<void>;
+  /**
+   * Bulk load through COPY ... FROM STDIN, where the driver supports it (pg does,
+   * PGlite here does not): `data` is COPY text format, one row per line.
+   */
+  copyFrom?(copySql: string, data: string): Promise<void>;
 }
 
 export interface Database extends Queryable {

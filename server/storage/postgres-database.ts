@@ -1,4 +1,5 @@
 import pg from "pg";
+import { from as copyFromStdin } from "pg-copy-streams";
 import type { Database, Queryable, QueryResult } from "./database.js";
 
 // bigint (int8) arrives as a decimal string by default; every bigint here (seq,
@@ -46,6 +47,13 @@ export class PostgresDatabase implements Database {
       const result = await fn({
         query: (sql, params) => client.query(sql, params) as never,
         exec: async (sql) => void (await client.query(sql)),
+        copyFrom: (copySql, data) =>
+          new Promise<void>((resolve, reject) => {
+            const stream = client.query(copyFromStdin(copySql));
+            stream.on("error", reject);
+            stream.on("finish", resolve);
+            stream.end(data);
+          }),
       });
       await client.query("COMMIT");
       return result;

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file auditledger/v1/ledger_service.proto.
  */
 export const file_auditledger_v1_ledger_service: GenFile = /*@__PURE__*/
-  fileDesc("CiNhdWRpdGxlZGdlci92MS9sZWRnZXJfc2VydmljZS5wcm90bxIOYXVkaXRsZWRnZXIudjEiSQoNQXBwZW5kUmVxdWVzdBINCgVjaGFpbhgBIAEoCRIpCgVldmVudBgCIAEoCzIaLmF1ZGl0bGVkZ2VyLnYxLkV2ZW50SW5wdXQiTAoOQXBwZW5kUmVzcG9uc2USJAoFZW50cnkYASABKAsyFS5hdWRpdGxlZGdlci52MS5FbnRyeRIUCgxkZWR1cGxpY2F0ZWQYAiABKAgiTwoSQXBwZW5kQmF0Y2hSZXF1ZXN0Eg0KBWNoYWluGAEgASgJEioKBmV2ZW50cxgCIAMoCzIaLmF1ZGl0bGVkZ2VyLnYxLkV2ZW50SW5wdXQiUwoTQXBwZW5kQmF0Y2hSZXNwb25zZRImCgdlbnRyaWVzGAEgAygLMhUuYXVkaXRsZWRnZXIudjEuRW50cnkSFAoMZGVkdXBsaWNhdGVkGAIgAygIIkYKD0dldEV2ZW50UmVxdWVzdBINCgVjaGFpbhgBIAEoCRILCgNzZXEYAiABKAQSFwoPaW5jbHVkZV9wYXlsb2FkGAMgASgIIjgKEEdldEV2ZW50UmVzcG9uc2USJAoFZW50cnkYASABKAsyFS5hdWRpdGxlZGdlci52MS5FbnRyeSLxAQoLRW50cnlGaWx0ZXISDAoEa2luZBgBIAEoCRIPCgdzdWJqZWN0GAIgASgJEhYKDnN1YmplY3RfcHJlZml4GAMgASgIEg0KBWFnZW50GAQgASgJEhMKC3NvdXJjZV90eXBlGAUgASgJEg0KBWFjdG9yGAYgASgJEhAKCHRyYWNlX2lkGAcgASgJEhEKCWZyb21fdGltZRgIIAEoCRIPCgd0b190aW1lGAkgASgJEhUKCGZyb21fc2VxGAogASgESACIAQESEwoGdG9fc2VxGAsgASgESAGIAQFCCwoJX2Zyb21fc2VxQgkKB190b19zZXEi2gEKDFF1ZXJ5UmVxdWVzdBINCgVjaGFpbhgBIAEoCRIrCgZmaWx0ZXIYAiABKAsyGy5hdWRpdGxlZGdlci52MS5FbnRyeUZpbHRlchIOCgZjdXJzb3IYAyABKAkSDQoFbGltaXQYBCABKA0SJAoFb3JkZXIYBSABKA4yFS5hdWRpdGxlZGdlci52MS5PcmRlchIXCg9pbmNsdWRlX3BheWxvYWQYBiABKAgSHAoPYXNfb2ZfdHJlZV9zaXplGAcgASgESACIAQFCEgoQX2FzX29mX3RyZWVfc2l6ZSJMCg1RdWVyeVJlc3BvbnNlEiYKB2VudHJpZXMYASADKAsyFS5hdWRpdGxlZGdlci52MS5FbnRyeRITCgtuZXh0X2N1cnNvchgCIAEoCSJiCg1WZXJpZnlSZXF1ZXN0Eg0KBWNoYWluGAEgASgJEhUKCGZyb21fc2VxGAIgASgESACIAQESEwoGdG9fc2VxGAMgASgESAGIAQFCCwoJX2Zyb21fc2VxQgkKB190b19zZXEiMAoOVmVyaWZ5UHJvZ3Jlc3MSDwoHY2hlY2tlZBgBIAEoBBINCgV0b3RhbBgCIAEoBCKwAQoNVmVyaWZ5VmVyZGljdBINCgV2YWxpZBgBIAEoCBIPCgdjaGVja2VkGAIgASgEEhsKDmZpcnN0X2JyZWFrX2F0GAMgASgESACIAQESDgoGcmVhc29uGAQgASgJEi0KCmJyZWFrX2tpbmQYBSABKA4yGS5hdWRpdGxlZGdlci52MS5CcmVha0tpbmQSEAoIcmVkYWN0ZWQYBiADKARCEQoPX2ZpcnN0X2JyZWFrX2F0IoABCg5WZXJpZnlSZXNwb25zZRIyCghwcm9ncmVzcxgBIAEoCzIeLmF1ZGl0bGVkZ2VyLnYxLlZlcmlmeVByb2dyZXNzSAASMAoHdmVyZGljdBgCIAEoCzIdLmF1ZGl0bGVkZ2VyLnYxLlZlcmlmeVZlcmRpY3RIAEIICgZyZXN1bHQiowEKDFRyYWNlUmVxdWVzdBINCgVjaGFpbhgBIAEoCRINCgVhZ2VudBgCIAEoCRIXCg9zdWJqZWN0X3BhdHRlcm4YAyABKAkSEQoJZnJvbV90aW1lGAQgASgJEg8KB3RvX3RpbWUYBSABKAkSFgoOaW5jbHVkZV9wcm9vZnMYBiABKAgSEQoJbWF4X2RlcHRoGAcgASgNEg0KBWxpbWl0GAggASgNIkcKDkluY2x1c2lvblByb29mEhIKCmxlYWZfaW5kZXgYASABKAQSEQoJdHJlZV9zaXplGAIgASgEEg4KBmhhc2hlcxgDIAMoDCKNAQoLVHJhY2VkRW50cnkSJAoFZW50cnkYASABKAsyFS5hdWRpdGxlZGdlci52MS5FbnRyeRIpCgpwcm92ZW5hbmNlGAIgAygLMhUuYXVkaXRsZWRnZXIudjEuRW50cnkSLQoFcHJvb2YYAyABKAsyHi5hdWRpdGxlZGdlci52MS5JbmNsdXNpb25Qcm9vZiJtCg1UcmFjZVJlc3BvbnNlEiwKB2VudHJpZXMYASADKAsyGy5hdWRpdGxlZGdlci52MS5UcmFjZWRFbnRyeRIuCgpjaGVja3BvaW50GAIgASgLMhouYXVkaXRsZWRnZXIudjEuQ2hlY2twb2ludCKeAQoTU3RyZWFtRXZlbnRzUmVxdWVzdBINCgVjaGFpbhgBIAEoCRIVCghmcm9tX3NlcRgCIAEoBEgAiAEBEg4KBmN1cnNvchgDIAEoCRIrCgZmaWx0ZXIYBCABKAsyGy5hdWRpdGxlZGdlci52MS5FbnRyeUZpbHRlchIXCg9pbmNsdWRlX3BheWxvYWQYBSABKAhCCwoJX2Zyb21fc2VxIkwKFFN0cmVhbUV2ZW50c1Jlc3BvbnNlEiQKBWVudHJ5GAEgASgLMhUuYXVkaXRsZWRnZXIudjEuRW50cnkSDgoGY3Vyc29yGAIgASgJIiAKD0dldFN0YXRzUmVxdWVzdBINCgVjaGFpbhgBIAEoCSJ4ChBHZXRTdGF0c1Jlc3BvbnNlEg0KBWNoYWluGAEgASgJEg0KBWNvdW50GAIgASgEEhUKCGxhc3Rfc2VxGAMgASgESACIAQESEQoJaGVhZF9oYXNoGAQgASgJEg8KB2xhc3RfdHMYBSABKAlCCwoJX2xhc3Rfc2VxIjgKFEdldENoZWNrcG9pbnRSZXF1ZXN0Eg0KBWNoYWluGAEgASgJEhEKCXRyZWVfc2l6ZRgCIAEoBCJHChVHZXRDaGVja3BvaW50UmVzcG9uc2USLgoKY2hlY2twb2ludBgBIAEoCzIaLmF1ZGl0bGVkZ2VyLnYxLkNoZWNrcG9pbnQiRgoVUHJvdmVJbmNsdXNpb25SZXF1ZXN0Eg0KBWNoYWluGAEgASgJEgsKA3NlcRgCIAEoBBIRCgl0cmVlX3NpemUYAyABKAQinQEKFlByb3ZlSW5jbHVzaW9uUmVzcG9uc2USLQoFcHJvb2YYASABKAsyHi5hdWRpdGxlZGdlci52MS5JbmNsdXNpb25Qcm9vZhIkCgVlbnRyeRgCIAEoCzIVLmF1ZGl0bGVkZ2VyLnYxLkVudHJ5Ei4KCmNoZWNrcG9pbnQYAyABKAsyGi5hdWRpdGxlZGdlci52MS5DaGVja3BvaW50IkwKF1Byb3ZlQ29uc2lzdGVuY3lSZXF1ZXN0Eg0KBWNoYWluGAEgASgJEhEKCWZyb21fc2l6ZRgCIAEoBBIPCgd0b19zaXplGAMgASgEIk4KGFByb3ZlQ29uc2lzdGVuY3lSZXNwb25zZRIRCglmcm9tX3NpemUYASABKAQSDwoHdG9fc2l6ZRgCIAEoBBIOCgZoYXNoZXMYAyADKAwihgEKDUV4cG9ydFJlcXVlc3QSDQoFY2hhaW4YASABKAkSFQoIZnJvbV9zZXEYAiABKARIAIgBARITCgZ0b19zZXEYAyABKARIAYgBARIRCglmcm9tX3RpbWUYBCABKAkSDwoHdG9fdGltZRgFIAEoCUILCglfZnJvbV9zZXFCCQoHX3RvX3NlcSIfCg5FeHBvcnRSZXNwb25zZRINCgVjaHVuaxgBIAEoDCJCChRSZWRhY3RQYXlsb2FkUmVxdWVzdBINCgVjaGFpbhgBIAEoCRILCgNzZXEYAiABKAQSDgoGcmVhc29uGAMgASgJIkEKFVJlZGFjdFBheWxvYWRSZXNwb25zZRIoCglyZWRhY3Rpb24YASABKAsyFS5hdWRpdGxlZGdlci52MS5FbnRyeSIlChRHZXRQdWJsaWNLZXlzUmVxdWVzdBINCgVjaGFpbhgBIAEoCSJAChVHZXRQdWJsaWNLZXlzUmVzcG9uc2USJwoEa2V5cxgBIAMoCzIZLmF1ZGl0bGVkZ2VyLnYxLlB1YmxpY0tleSpJCgVPcmRlchIVChFPUkRFUl9VTlNQRUNJRklFRBAAEhMKD09SREVSX0FTQ0VORElORxABEhQKEE9SREVSX0RFU0NFTkRJTkcQAiq1AgoJQnJlYWtLaW5kEhoKFkJSRUFLX0tJTkRfVU5TUEVDSUZJRUQQABIcChhCUkVBS19LSU5EX0hBU0hfTUlTTUFUQ0gQARIcChhCUkVBS19LSU5EX0xJTktfTUlTTUFUQ0gQAhIfChtCUkVBS19LSU5EX1BBWUxPQURfTUlTTUFUQ0gQAxIcChhCUkVBS19LSU5EX01JU1NJTkdfRU5UUlkQBBIfChtCUkVBS19LSU5EX1VORVhQRUNURURfRU5UUlkQBRIYChRCUkVBS19LSU5EX1RSVU5DQVRFRBAGEhwKGEJSRUFLX0tJTkRfUk9PVF9NSVNNQVRDSBAHEhwKGEJSRUFLX0tJTkRfQkFEX1NJR05BVFVSRRAIEhoKFkJSRUFLX0tJTkRfTU9WRURfRU5UUlkQCTLXCQoNTGVkZ2VyU2VydmljZRJHCgZBcHBlbmQSHS5hdWRpdGxlZGdlci52MS5BcHBlbmRSZXF1ZXN0Gh4uYXVkaXRsZWRnZXIudjEuQXBwZW5kUmVzcG9uc2USVgoLQXBwZW5kQmF0Y2gSIi5hdWRpdGxlZGdlci52MS5BcHBlbmRCYXRjaFJlcXVlc3QaIy5hdWRpdGxlZGdlci52MS5BcHBlbmRCYXRjaFJlc3BvbnNlElIKCEdldEV2ZW50Eh8uYXVkaXRsZWRnZXIudjEuR2V0RXZlbnRSZXF1ZXN0GiAuYXVkaXRsZWRnZXIudjEuR2V0RXZlbnRSZXNwb25zZSIDkAIBEkkKBVF1ZXJ5EhwuYXVkaXRsZWRnZXIudjEuUXVlcnlSZXF1ZXN0Gh0uYXVkaXRsZWRnZXIudjEuUXVlcnlSZXNwb25zZSIDkAIBEkkKBlZlcmlmeRIdLmF1ZGl0bGVkZ2VyLnYxLlZlcmlmeVJlcXVlc3QaHi5hdWRpdGxlZGdlci52MS5WZXJpZnlSZXNwb25zZTABEkkKBVRyYWNlEhwuYXVkaXRsZWRnZXIudjEuVHJhY2VSZXF1ZXN0Gh0uYXVkaXRsZWRnZXIudjEuVHJhY2VSZXNwb25zZSIDkAIBElsKDFN0cmVhbUV2ZW50cxIjLmF1ZGl0bGVkZ2VyLnYxLlN0cmVhbUV2ZW50c1JlcXVlc3QaJC5hdWRpdGxlZGdlci52MS5TdHJlYW1FdmVudHNSZXNwb25zZTABElIKCEdldFN0YXRzEh8uYXVkaXRsZWRnZXIudjEuR2V0U3RhdHNSZXF1ZXN0GiAuYXVkaXRsZWRnZXIudjEuR2V0U3RhdHNSZXNwb25zZSIDkAIBEmEKDUdldENoZWNrcG9pbnQSJC5hdWRpdGxlZGdlci52MS5HZXRDaGVja3BvaW50UmVxdWVzdBolLmF1ZGl0bGVkZ2VyLnYxLkdldENoZWNrcG9pbnRSZXNwb25zZSIDkAIBEmQKDlByb3ZlSW5jbHVzaW9uEiUuYXVkaXRsZWRnZXIudjEuUHJvdmVJbmNsdXNpb25SZXF1ZXN0GiYuYXVkaXRsZWRnZXIudjEuUHJvdmVJbmNsdXNpb25SZXNwb25zZSIDkAIBEmoKEFByb3ZlQ29uc2lzdGVuY3kSJy5hdWRpdGxlZGdlci52MS5Qcm92ZUNvbnNpc3RlbmN5UmVxdWVzdBooLmF1ZGl0bGVkZ2VyLnYxLlByb3ZlQ29uc2lzdGVuY3lSZXNwb25zZSIDkAIBEkkKBkV4cG9ydBIdLmF1ZGl0bGVkZ2VyLnYxLkV4cG9ydFJlcXVlc3QaHi5hdWRpdGxlZGdlci52MS5FeHBvcnRSZXNwb25zZTABElwKDVJlZGFjdFBheWxvYWQSJC5hdWRpdGxlZGdlci52MS5SZWRhY3RQYXlsb2FkUmVxdWVzdBolLmF1ZGl0bGVkZ2VyLnYxLlJlZGFjdFBheWxvYWRSZXNwb25zZRJhCg1HZXRQdWJsaWNLZXlzEiQuYXVkaXRsZWRnZXIudjEuR2V0UHVibGljS2V5c1JlcXVlc3QaJS5hdWRpdGxlZGdlci52MS5HZXRQdWJsaWNLZXlzUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_auditledger_v1_entry]);
+  fileDesc("CiNhdWRpdGxlZGdlci92MS9sZWRnZXJfc2VydmljZS5wcm90bxIOYXVkaXRsZWRnZXIudjEiSQoNQXBwZW5kUmVxdWVzdBINCgVjaGFpbhgBIAEoCRIpCgVldmVudBgCIAEoCzIaLmF1ZGl0bGVkZ2VyLnYxLkV2ZW50SW5wdXQiTAoOQXBwZW5kUmVzcG9uc2USJAoFZW50cnkYASABKAsyFS5hdWRpdGxlZGdlci52MS5FbnRyeRIUCgxkZWR1cGxpY2F0ZWQYAiABKAgiTwoSQXBwZW5kQmF0Y2hSZXF1ZXN0Eg0KBWNoYWluGAEgASgJEioKBmV2ZW50cxgCIAMoCzIaLmF1ZGl0bGVkZ2VyLnYxLkV2ZW50SW5wdXQiRAoTQXBwZW5kQmF0Y2hSZXNwb25zZRItCgdyZXN1bHRzGAEgAygLMhwuYXVkaXRsZWRnZXIudjEuQXBwZW5kUmVzdWx0Ij8KDEFwcGVuZFJlc3VsdBILCgNzZXEYASABKAQSDAoEaGFzaBgCIAEoCRIUCgxkZWR1cGxpY2F0ZWQYAyABKAgiRgoPR2V0RXZlbnRSZXF1ZXN0Eg0KBWNoYWluGAEgASgJEgsKA3NlcRgCIAEoBBIXCg9pbmNsdWRlX3BheWxvYWQYAyABKAgiOAoQR2V0RXZlbnRSZXNwb25zZRIkCgVlbnRyeRgBIAEoCzIVLmF1ZGl0bGVkZ2VyLnYxLkVudHJ5IvEBCgtFbnRyeUZpbHRlchIMCgRraW5kGAEgASgJEg8KB3N1YmplY3QYAiABKAkSFgoOc3ViamVjdF9wcmVmaXgYAyABKAgSDQoFYWdlbnQYBCABKAkSEwoLc291cmNlX3R5cGUYBSABKAkSDQoFYWN0b3IYBiABKAkSEAoIdHJhY2VfaWQYByABKAkSEQoJZnJvbV90aW1lGAggASgJEg8KB3RvX3RpbWUYCSABKAkSFQoIZnJvbV9zZXEYCiABKARIAIgBARITCgZ0b19zZXEYCyABKARIAYgBAUILCglfZnJvbV9zZXFCCQoHX3RvX3NlcSLaAQoMUXVlcnlSZXF1ZXN0Eg0KBWNoYWluGAEgASgJEisKBmZpbHRlchgCIAEoCzIbLmF1ZGl0bGVkZ2VyLnYxLkVudHJ5RmlsdGVyEg4KBmN1cnNvchgDIAEoCRINCgVsaW1pdBgEIAEoDRIkCgVvcmRlchgFIAEoDjIVLmF1ZGl0bGVkZ2VyLnYxLk9yZGVyEhcKD2luY2x1ZGVfcGF5bG9hZBgGIAEoCBIcCg9hc19vZl90cmVlX3NpemUYByABKARIAIgBAUISChBfYXNfb2ZfdHJlZV9zaXplIkwKDVF1ZXJ5UmVzcG9uc2USJgoHZW50cmllcxgBIAMoCzIVLmF1ZGl0bGVkZ2VyLnYxLkVudHJ5EhMKC25leHRfY3Vyc29yGAIgASgJImIKDVZlcmlmeVJlcXVlc3QSDQoFY2hhaW4YASABKAkSFQoIZnJvbV9zZXEYAiABKARIAIgBARITCgZ0b19zZXEYAyABKARIAYgBAUILCglfZnJvbV9zZXFCCQoHX3RvX3NlcSIwCg5WZXJpZnlQcm9ncmVzcxIPCgdjaGVja2VkGAEgASgEEg0KBXRvdGFsGAIgASgEIrABCg1WZXJpZnlWZXJkaWN0Eg0KBXZhbGlkGAEgASgIEg8KB2NoZWNrZWQYAiABKAQSGwoOZmlyc3RfYnJlYWtfYXQYAyABKARIAIgBARIOCgZyZWFzb24YBCABKAkSLQoKYnJlYWtfa2luZBgFIAEoDjIZLmF1ZGl0bGVkZ2VyLnYxLkJyZWFrS2luZBIQCghyZWRhY3RlZBgGIAMoBEIRCg9fZmlyc3RfYnJlYWtfYXQigAEKDlZlcmlmeVJlc3BvbnNlEjIKCHByb2dyZXNzGAEgASgLMh4uYXVkaXRsZWRnZXIudjEuVmVyaWZ5UHJvZ3Jlc3NIABIwCgd2ZXJkaWN0GAIgASgLMh0uYXVkaXRsZWRnZXIudjEuVmVyaWZ5VmVyZGljdEgAQggKBnJlc3VsdCKjAQoMVHJhY2VSZXF1ZXN0Eg0KBWNoYWluGAEgASgJEg0KBWFnZW50GAIgASgJEhcKD3N1YmplY3RfcGF0dGVybhgDIAEoCRIRCglmcm9tX3RpbWUYBCABKAkSDwoHdG9fdGltZRgFIAEoCRIWCg5pbmNsdWRlX3Byb29mcxgGIAEoCBIRCgltYXhfZGVwdGgYByABKA0SDQoFbGltaXQYCCABKA0iRwoOSW5jbHVzaW9uUHJvb2YSEgoKbGVhZl9pbmRleBgBIAEoBBIRCgl0cmVlX3NpemUYAiABKAQSDgoGaGFzaGVzGAMgAygMIo0BCgtUcmFjZWRFbnRyeRIkCgVlbnRyeRgBIAEoCzIVLmF1ZGl0bGVkZ2VyLnYxLkVudHJ5EikKCnByb3ZlbmFuY2UYAiADKAsyFS5hdWRpdGxlZGdlci52MS5FbnRyeRItCgVwcm9vZhgDIAEoCzIeLmF1ZGl0bGVkZ2VyLnYxLkluY2x1c2lvblByb29mIm0KDVRyYWNlUmVzcG9uc2USLAoHZW50cmllcxgBIAMoCzIbLmF1ZGl0bGVkZ2VyLnYxLlRyYWNlZEVudHJ5Ei4KCmNoZWNrcG9pbnQYAiABKAsyGi5hdWRpdGxlZGdlci52MS5DaGVja3BvaW50Ip4BChNTdHJlYW1FdmVudHNSZXF1ZXN0Eg0KBWNoYWluGAEgASgJEhUKCGZyb21fc2VxGAIgASgESACIAQESDgoGY3Vyc29yGAMgASgJEisKBmZpbHRlchgEIAEoCzIbLmF1ZGl0bGVkZ2VyLnYxLkVudHJ5RmlsdGVyEhcKD2luY2x1ZGVfcGF5bG9hZBgFIAEoCEILCglfZnJvbV9zZXEiTAoUU3RyZWFtRXZlbnRzUmVzcG9uc2USJAoFZW50cnkYASABKAsyFS5hdWRpdGxlZGdlci52MS5FbnRyeRIOCgZjdXJzb3IYAiABKAkiIAoPR2V0U3RhdHNSZXF1ZXN0Eg0KBWNoYWluGAEgASgJIngKEEdldFN0YXRzUmVzcG9uc2USDQoFY2hhaW4YASABKAkSDQoFY291bnQYAiABKAQSFQoIbGFzdF9zZXEYAyABKARIAIgBARIRCgloZWFkX2hhc2gYBCABKAkSDwoHbGFzdF90cxgFIAEoCUILCglfbGFzdF9zZXEiOAoUR2V0Q2hlY2twb2ludFJlcXVlc3QSDQoFY2hhaW4YASABKAkSEQoJdHJlZV9zaXplGAIgASgEIkcKFUdldENoZWNrcG9pbnRSZXNwb25zZRIuCgpjaGVja3BvaW50GAEgASgLMhouYXVkaXRsZWRnZXIudjEuQ2hlY2twb2ludCJGChVQcm92ZUluY2x1c2lvblJlcXVlc3QSDQoFY2hhaW4YASABKAkSCwoDc2VxGAIgASgEEhEKCXRyZWVfc2l6ZRgDIAEoBCKdAQoWUHJvdmVJbmNsdXNpb25SZXNwb25zZRItCgVwcm9vZhgBIAEoCzIeLmF1ZGl0bGVkZ2VyLnYxLkluY2x1c2lvblByb29mEiQKBWVudHJ5GAIgASgLMhUuYXVkaXRsZWRnZXIudjEuRW50cnkSLgoKY2hlY2twb2ludBgDIAEoCzIaLmF1ZGl0bGVkZ2VyLnYxLkNoZWNrcG9pbnQiTAoXUHJvdmVDb25zaXN0ZW5jeVJlcXVlc3QSDQoFY2hhaW4YASABKAkSEQoJZnJvbV9zaXplGAIgASgEEg8KB3RvX3NpemUYAyABKAQiTgoYUHJvdmVDb25zaXN0ZW5jeVJlc3BvbnNlEhEKCWZyb21fc2l6ZRgBIAEoBBIPCgd0b19zaXplGAIgASgEEg4KBmhhc2hlcxgDIAMoDCKGAQoNRXhwb3J0UmVxdWVzdBINCgVjaGFpbhgBIAEoCRIVCghmcm9tX3NlcRgCIAEoBEgAiAEBEhMKBnRvX3NlcRgDIAEoBEgBiAEBEhEKCWZyb21fdGltZRgEIAEoCRIPCgd0b190aW1lGAUgASgJQgsKCV9mcm9tX3NlcUIJCgdfdG9fc2VxIh8KDkV4cG9ydFJlc3BvbnNlEg0KBWNodW5rGAEgASgMIkIKFFJlZGFjdFBheWxvYWRSZXF1ZXN0Eg0KBWNoYWluGAEgASgJEgsKA3NlcRgCIAEoBBIOCgZyZWFzb24YAyABKAkiQQoVUmVkYWN0UGF5bG9hZFJlc3BvbnNlEigKCXJlZGFjdGlvbhgBIAEoCzIVLmF1ZGl0bGVkZ2VyLnYxLkVudHJ5IiUKFEdldFB1YmxpY0tleXNSZXF1ZXN0Eg0KBWNoYWluGAEgASgJIkAKFUdldFB1YmxpY0tleXNSZXNwb25zZRInCgRrZXlzGAEgAygLMhkuYXVkaXRsZWRnZXIudjEuUHVibGljS2V5KkkKBU9yZGVyEhUKEU9SREVSX1VOU1BFQ0lGSUVEEAASEwoPT1JERVJfQVNDRU5ESU5HEAESFAoQT1JERVJfREVTQ0VORElORxACKrUCCglCcmVha0tpbmQSGgoWQlJFQUtfS0lORF9VTlNQRUNJRklFRBAAEhwKGEJSRUFLX0tJTkRfSEFTSF9NSVNNQVRDSBABEhwKGEJSRUFLX0tJTkRfTElOS19NSVNNQVRDSBACEh8KG0JSRUFLX0tJTkRfUEFZTE9BRF9NSVNNQVRDSBADEhwKGEJSRUFLX0tJTkRfTUlTU0lOR19FTlRSWRAEEh8KG0JSRUFLX0tJTkRfVU5FWFBFQ1RFRF9FTlRSWRAFEhgKFEJSRUFLX0tJTkRfVFJVTkNBVEVEEAYSHAoYQlJFQUtfS0lORF9ST09UX01JU01BVENIEAcSHAoYQlJFQUtfS0lORF9CQURfU0lHTkFUVVJFEAgSGgoWQlJFQUtfS0lORF9NT1ZFRF9FTlRSWRAJMtcJCg1MZWRnZXJTZXJ2aWNlEkcKBkFwcGVuZBIdLmF1ZGl0bGVkZ2VyLnYxLkFwcGVuZFJlcXVlc3QaHi5hdWRpdGxlZGdlci52MS5BcHBlbmRSZXNwb25zZRJWCgtBcHBlbmRCYXRjaBIiLmF1ZGl0bGVkZ2VyLnYxLkFwcGVuZEJhdGNoUmVxdWVzdBojLmF1ZGl0bGVkZ2VyLnYxLkFwcGVuZEJhdGNoUmVzcG9uc2USUgoIR2V0RXZlbnQSHy5hdWRpdGxlZGdlci52MS5HZXRFdmVudFJlcXVlc3QaIC5hdWRpdGxlZGdlci52MS5HZXRFdmVudFJlc3BvbnNlIgOQAgESSQoFUXVlcnkSHC5hdWRpdGxlZGdlci52MS5RdWVyeVJlcXVlc3QaHS5hdWRpdGxlZGdlci52MS5RdWVyeVJlc3BvbnNlIgOQAgESSQoGVmVyaWZ5Eh0uYXVkaXRsZWRnZXIudjEuVmVyaWZ5UmVxdWVzdBoeLmF1ZGl0bGVkZ2VyLnYxLlZlcmlmeVJlc3BvbnNlMAESSQoFVHJhY2USHC5hdWRpdGxlZGdlci52MS5UcmFjZVJlcXVlc3QaHS5hdWRpdGxlZGdlci52MS5UcmFjZVJlc3BvbnNlIgOQAgESWwoMU3RyZWFtRXZlbnRzEiMuYXVkaXRsZWRnZXIudjEuU3RyZWFtRXZlbnRzUmVxdWVzdBokLmF1ZGl0bGVkZ2VyLnYxLlN0cmVhbUV2ZW50c1Jlc3BvbnNlMAESUgoIR2V0U3RhdHMSHy5hdWRpdGxlZGdlci52MS5HZXRTdGF0c1JlcXVlc3QaIC5hdWRpdGxlZGdlci52MS5HZXRTdGF0c1Jlc3BvbnNlIgOQAgESYQoNR2V0Q2hlY2twb2ludBIkLmF1ZGl0bGVkZ2VyLnYxLkdldENoZWNrcG9pbnRSZXF1ZXN0GiUuYXVkaXRsZWRnZXIudjEuR2V0Q2hlY2twb2ludFJlc3BvbnNlIgOQAgESZAoOUHJvdmVJbmNsdXNpb24SJS5hdWRpdGxlZGdlci52MS5Qcm92ZUluY2x1c2lvblJlcXVlc3QaJi5hdWRpdGxlZGdlci52MS5Qcm92ZUluY2x1c2lvblJlc3BvbnNlIgOQAgESagoQUHJvdmVDb25zaXN0ZW5jeRInLmF1ZGl0bGVkZ2VyLnYxLlByb3ZlQ29uc2lzdGVuY3lSZXF1ZXN0GiguYXVkaXRsZWRnZXIudjEuUHJvdmVDb25zaXN0ZW5jeVJlc3BvbnNlIgOQAgESSQoGRXhwb3J0Eh0uYXVkaXRsZWRnZXIudjEuRXhwb3J0UmVxdWVzdBoeLmF1ZGl0bGVkZ2VyLnYxLkV4cG9ydFJlc3BvbnNlMAESXAoNUmVkYWN0UGF5bG9hZBIkLmF1ZGl0bGVkZ2VyLnYxLlJlZGFjdFBheWxvYWRSZXF1ZXN0GiUuYXVkaXRsZWRnZXIudjEuUmVkYWN0UGF5bG9hZFJlc3BvbnNlEmEKDUdldFB1YmxpY0tleXMSJC5hdWRpdGxlZGdlci52MS5HZXRQdWJsaWNLZXlzUmVxdWVzdBolLmF1ZGl0bGVkZ2VyLnYxLkdldFB1YmxpY0tleXNSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_auditledger_v1_entry]);
 
 /**
  * @generated from message auditledger.v1.AppendRequest
@@ -87,18 +87,12 @@ export const AppendBatchRequestSchema: GenMessage<AppendBatchRequest> = /*@__PUR
  */
 export type AppendBatchResponse = Message<"auditledger.v1.AppendBatchResponse"> & {
   /**
-   * One entry per event, in request order.
+   * One result per event, in request order. GetEvent or Query return the whole entries;
+   * an ingest acknowledgement carries only what a producer keeps.
    *
-   * @generated from field: repeated auditledger.v1.Entry entries = 1;
+   * @generated from field: repeated auditledger.v1.AppendResult results = 1;
    */
-  entries: Entry[];
-
-  /**
-   * Per event: true when its idempotency key was already in the chain.
-   *
-   * @generated from field: repeated bool deduplicated = 2;
-   */
-  deduplicated: boolean[];
+  results: AppendResult[];
 };
 
 /**
@@ -107,6 +101,35 @@ export type AppendBatchResponse = Message<"auditledger.v1.AppendBatchResponse"> 
  */
 export const AppendBatchResponseSchema: GenMessage<AppendBatchResponse> = /*@__PURE__*/
   messageDesc(file_auditledger_v1_ledger_service, 3);
+
+/**
+ * @generated from message auditledger.v1.AppendResult
+ */
+export type AppendResult = Message<"auditledger.v1.AppendResult"> & {
+  /**
+   * @generated from field: uint64 seq = 1;
+   */
+  seq: bigint;
+
+  /**
+   * @generated from field: string hash = 2;
+   */
+  hash: string;
+
+  /**
+   * True when the idempotency key was already in the chain: seq and hash are the original's.
+   *
+   * @generated from field: bool deduplicated = 3;
+   */
+  deduplicated: boolean;
+};
+
+/**
+ * Describes the message auditledger.v1.AppendResult.
+ * Use `create(AppendResultSchema)` to create a new message.
+ */
+export const AppendResultSchema: GenMessage<AppendResult> = /*@__PURE__*/
+  messageDesc(file_auditledger_v1_ledger_service, 4);
 
 /**
  * @generated from message auditledger.v1.GetEventRequest
@@ -133,7 +156,7 @@ export type GetEventRequest = Message<"auditledger.v1.GetEventRequest"> & {
  * Use `create(GetEventRequestSchema)` to create a new message.
  */
 export const GetEventRequestSchema: GenMessage<GetEventRequest> = /*@__PURE__*/
-  messageDesc(file_auditledger_v1_ledger_service, 4);
+  messageDesc(file_auditledger_v1_ledger_service, 5);
 
 /**
  * @generated from message auditledger.v1.GetEventResponse
@@ -150,7 +173,7 @@ export type GetEventResponse = Message<"auditledger.v1.GetEventResponse"> & {
  * Use `create(GetEventResponseSchema)` to create a new message.
  */
 export const GetEventResponseSchema: GenMessage<GetEventResponse> = /*@__PURE__*/
-  messageDesc(file_auditledger_v1_ledger_service, 5);
+  messageDesc(file_auditledger_v1_ledger_service, 6);
 
 /**
  * Filters shared by Query and StreamEvents; every set field must match.
@@ -225,7 +248,7 @@ export type EntryFilter = Message<"auditledger.v1.EntryFilter"> & {
  * Use `create(EntryFilterSchema)` to create a new message.
  */
 export const EntryFilterSchema: GenMessage<EntryFilter> = /*@__PURE__*/
-  messageDesc(file_auditledger_v1_ledger_service, 6);
+  messageDesc(file_auditledger_v1_ledger_service, 7);
 
 /**
  * @generated from message auditledger.v1.QueryRequest
@@ -278,7 +301,7 @@ export type QueryRequest = Message<"auditledger.v1.QueryRequest"> & {
  * Use `create(QueryRequestSchema)` to create a new message.
  */
 export const QueryRequestSchema: GenMessage<QueryRequest> = /*@__PURE__*/
-  messageDesc(file_auditledger_v1_ledger_service, 7);
+  messageDesc(file_auditledger_v1_ledger_service, 8);
 
 /**
  * @generated from message auditledger.v1.QueryResponse
@@ -302,7 +325,7 @@ export type QueryResponse = Message<"auditledger.v1.QueryResponse"> & {
  * Use `create(QueryResponseSchema)` to create a new message.
  */
 export const QueryResponseSchema: GenMessage<QueryResponse> = /*@__PURE__*/
-  messageDesc(file_auditledger_v1_ledger_service, 8);
+  messageDesc(file_auditledger_v1_ledger_service, 9);
 
 /**
  * @generated from message auditledger.v1.VerifyRequest
@@ -331,7 +354,7 @@ export type VerifyRequest = Message<"auditledger.v1.VerifyRequest"> & {
  * Use `create(VerifyRequestSchema)` to create a new message.
  */
 export const VerifyRequestSchema: GenMessage<VerifyRequest> = /*@__PURE__*/
-  messageDesc(file_auditledger_v1_ledger_service, 9);
+  messageDesc(file_auditledger_v1_ledger_service, 10);
 
 /**
  * @generated from message auditledger.v1.VerifyProgress
@@ -353,7 +376,7 @@ export type VerifyProgress = Message<"auditledger.v1.VerifyProgress"> & {
  * Use `create(VerifyProgressSchema)` to create a new message.
  */
 export const VerifyProgressSchema: GenMessage<VerifyProgress> = /*@__PURE__*/
-  messageDesc(file_auditledger_v1_ledger_service, 10);
+  messageDesc(file_auditledger_v1_ledger_service, 11);
 
 /**
  * @generated from message auditledger.v1.VerifyVerdict
@@ -399,7 +422,7 @@ export type VerifyVerdict = Message<"auditledger.v1.VerifyVerdict"> & {
  * Use `create(VerifyVerdictSchema)` to create a new message.
  */
 export const VerifyVerdictSchema: GenMessage<VerifyVerdict> = /*@__PURE__*/
-  messageDesc(file_auditledger_v1_ledger_service, 11);
+  messageDesc(file_auditledger_v1_ledger_service, 12);
 
 /**
  * @generated from message auditledger.v1.VerifyResponse
@@ -428,7 +451,7 @@ export type VerifyResponse = Message<"auditledger.v1.VerifyResponse"> & {
  * Use `create(VerifyResponseSchema)` to create a new message.
  */
 export const VerifyResponseSchema: GenMessage<VerifyResponse> = /*@__PURE__*/
-  messageDesc(file_auditledger_v1_ledger_service, 12);
+  messageDesc(file_auditledger_v1_ledger_service, 13);
 
 /**
  * @generated from message auditledger.v1.TraceRequest
@@ -484,7 +507,7 @@ export type TraceRequest = Message<"auditledger.v1.TraceRequest"> & {
  * Use `create(TraceRequestSchema)` to create a new message.
  */
 export const TraceRequestSchema: GenMessage<TraceRequest> = /*@__PURE__*/
-  messageDesc(file_auditledger_v1_ledger_service, 13);
+  messageDesc(file_auditledger_v1_ledger_service, 14);
 
 /**
  * @generated from message auditledger.v1.InclusionProof
@@ -511,7 +534,7 @@ export type InclusionProof = Message<"auditledger.v1.InclusionProof"> & {
  * Use `create(InclusionProofSchema)` to create a new message.
  */
 export const InclusionProofSchema: GenMessage<InclusionProof> = /*@__PURE__*/
-  messageDesc(file_auditledger_v1_ledger_service, 14);
+  messageDesc(file_auditledger_v1_ledger_service, 15);
 
 /**
  * @generated from message auditledger.v1.TracedEntry
@@ -540,7 +563,7 @@ export type TracedEntry = Message<"auditledger.v1.TracedEntry"> & {
  * Use `create(TracedEntrySchema)` to create a new message.
  */
 export const TracedEntrySchema: GenMessage<TracedEntry> = /*@__PURE__*/
-  messageDesc(file_auditledger_v1_ledger_service, 15);
+  messageDesc(file_auditledger_v1_ledger_service, 16);
 
 /**
  * @generated from message auditledger.v1.TraceResponse
@@ -562,7 +585,7 @@ export type TraceResponse = Message<"auditledger.v1.TraceResponse"> & {
  * Use `create(TraceResponseSchema)` to create a new message.
  */
 export const TraceResponseSchema: GenMessage<TraceResponse> = /*@__PURE__*/
-  messageDesc(file_auditledger_v1_ledger_service, 16);
+  messageDesc(file_auditledger_v1_ledger_service, 17);
 
 /**
  * @generated from message auditledger.v1.StreamEventsRequest
@@ -603,7 +626,7 @@ export type StreamEventsRequest = Message<"auditledger.v1.StreamEventsRequest"> 
  * Use `create(StreamEventsRequestSchema)` to create a new message.
  */
 export const StreamEventsRequestSchema: GenMessage<StreamEventsRequest> = /*@__PURE__*/
-  messageDesc(file_auditledger_v1_ledger_service, 17);
+  messageDesc(file_auditledger_v1_ledger_service, 18);
 
 /**
  * @generated from message auditledger.v1.StreamEventsResponse
@@ -627,7 +650,7 @@ export type StreamEventsResponse = Message<"auditledger.v1.StreamEventsResponse"
  * Use `create(StreamEventsResponseSchema)` to create a new message.
  */
 export const StreamEventsResponseSchema: GenMessage<StreamEventsResponse> = /*@__PURE__*/
-  messageDesc(file_auditledger_v1_ledger_service, 18);
+  messageDesc(file_auditledger_v1_ledger_service, 19);
 
 /**
  * @generated from message auditledger.v1.GetStatsRequest
@@ -644,7 +667,7 @@ export type GetStatsRequest = Message<"auditledger.v1.GetStatsRequest"> & {
  * Use `create(GetStatsRequestSchema)` to create a new message.
  */
 export const GetStatsRequestSchema: GenMessage<GetStatsRequest> = /*@__PURE__*/
-  messageDesc(file_auditledger_v1_ledger_service, 19);
+  messageDesc(file_auditledger_v1_ledger_service, 20);
 
 /**
  * @generated from message auditledger.v1.GetStatsResponse
@@ -685,7 +708,7 @@ export type GetStatsResponse = Message<"auditledger.v1.GetStatsResponse"> & {
  * Use `create(GetStatsResponseSchema)` to create a new message.
  */
 export const GetStatsResponseSchema: GenMessage<GetStatsResponse> = /*@__PURE__*/
-  messageDesc(file_auditledger_v1_ledger_service, 20);
+  messageDesc(file_auditledger_v1_ledger_service, 21);
 
 /**
  * @generated from message auditledger.v1.GetCheckpointRequest
@@ -709,7 +732,7 @@ export type GetCheckpointRequest = Message<"auditledger.v1.GetCheckpointRequest"
  * Use `create(GetCheckpointRequestSchema)` to create a new message.
  */
 export const GetCheckpointRequestSchema: GenMessage<GetCheckpointRequest> = /*@__PURE__*/
-  messageDesc(file_auditledger_v1_ledger_service, 21);
+  messageDesc(file_auditledger_v1_ledger_service, 22);
 
 /**
  * @generated from message auditledger.v1.GetCheckpointResponse
@@ -726,7 +749,7 @@ export type GetCheckpointResponse = Message<"auditledger.v1.GetCheckpointRespons
  * Use `create(GetCheckpointResponseSchema)` to create a new message.
  */
 export const GetCheckpointResponseSchema: GenMessage<GetCheckpointResponse> = /*@__PURE__*/
-  messageDesc(file_auditledger_v1_ledger_service, 22);
+  messageDesc(file_auditledger_v1_ledger_service, 23);
 
 /**
  * @generated from message auditledger.v1.ProveInclusionRequest
@@ -755,7 +778,7 @@ export type ProveInclusionRequest = Message<"auditledger.v1.ProveInclusionReques
  * Use `create(ProveInclusionRequestSchema)` to create a new message.
  */
 export const ProveInclusionRequestSchema: GenMessage<ProveInclusionRequest> = /*@__PURE__*/
-  messageDesc(file_auditledger_v1_ledger_service, 23);
+  messageDesc(file_auditledger_v1_ledger_service, 24);
 
 /**
  * @generated from message auditledger.v1.ProveInclusionResponse
@@ -782,7 +805,7 @@ export type ProveInclusionResponse = Message<"auditledger.v1.ProveInclusionRespo
  * Use `create(ProveInclusionResponseSchema)` to create a new message.
  */
 export const ProveInclusionResponseSchema: GenMessage<ProveInclusionResponse> = /*@__PURE__*/
-  messageDesc(file_auditledger_v1_ledger_service, 24);
+  messageDesc(file_auditledger_v1_ledger_service, 25);
 
 /**
  * @generated from message auditledger.v1.ProveConsistencyRequest
@@ -809,7 +832,7 @@ export type ProveConsistencyRequest = Message<"auditledger.v1.ProveConsistencyRe
  * Use `create(ProveConsistencyRequestSchema)` to create a new message.
  */
 export const ProveConsistencyRequestSchema: GenMessage<ProveConsistencyRequest> = /*@__PURE__*/
-  messageDesc(file_auditledger_v1_ledger_service, 25);
+  messageDesc(file_auditledger_v1_ledger_service, 26);
 
 /**
  * @generated from message auditledger.v1.ProveConsistencyResponse
@@ -836,7 +859,7 @@ export type ProveConsistencyResponse = Message<"auditledger.v1.ProveConsistencyR
  * Use `create(ProveConsistencyResponseSchema)` to create a new message.
  */
 export const ProveConsistencyResponseSchema: GenMessage<ProveConsistencyResponse> = /*@__PURE__*/
-  messageDesc(file_auditledger_v1_ledger_service, 26);
+  messageDesc(file_auditledger_v1_ledger_service, 27);
 
 /**
  * @generated from message auditledger.v1.ExportRequest
@@ -873,7 +896,7 @@ export type ExportRequest = Message<"auditledger.v1.ExportRequest"> & {
  * Use `create(ExportRequestSchema)` to create a new message.
  */
 export const ExportRequestSchema: GenMessage<ExportRequest> = /*@__PURE__*/
-  messageDesc(file_auditledger_v1_ledger_service, 27);
+  messageDesc(file_auditledger_v1_ledger_service, 28);
 
 /**
  * @generated from message auditledger.v1.ExportResponse
@@ -892,7 +915,7 @@ export type ExportResponse = Message<"auditledger.v1.ExportResponse"> & {
  * Use `create(ExportResponseSchema)` to create a new message.
  */
 export const ExportResponseSchema: GenMessage<ExportResponse> = /*@__PURE__*/
-  messageDesc(file_auditledger_v1_ledger_service, 28);
+  messageDesc(file_auditledger_v1_ledger_service, 29);
 
 /**
  * @generated from message auditledger.v1.RedactPayloadRequest
@@ -919,7 +942,7 @@ export type RedactPayloadRequest = Message<"auditledger.v1.RedactPayloadRequest"
  * Use `create(RedactPayloadRequestSchema)` to create a new message.
  */
 export const RedactPayloadRequestSchema: GenMessage<RedactPayloadRequest> = /*@__PURE__*/
-  messageDesc(file_auditledger_v1_ledger_service, 29);
+  messageDesc(file_auditledger_v1_ledger_service, 30);
 
 /**
  * @generated from message auditledger.v1.RedactPayloadResponse
@@ -936,7 +959,7 @@ export type RedactPayloadResponse = Message<"auditledger.v1.RedactPayloadRespons
  * Use `create(RedactPayloadResponseSchema)` to create a new message.
  */
 export const RedactPayloadResponseSchema: GenMessage<RedactPayloadResponse> = /*@__PURE__*/
-  messageDesc(file_auditledger_v1_ledger_service, 30);
+  messageDesc(file_auditledger_v1_ledger_service, 31);
 
 /**
  * @generated from message auditledger.v1.GetPublicKeysRequest
@@ -953,7 +976,7 @@ export type GetPublicKeysRequest = Message<"auditledger.v1.GetPublicKeysRequest"
  * Use `create(GetPublicKeysRequestSchema)` to create a new message.
  */
 export const GetPublicKeysRequestSchema: GenMessage<GetPublicKeysRequest> = /*@__PURE__*/
-  messageDesc(file_auditledger_v1_ledger_service, 31);
+  messageDesc(file_auditledger_v1_ledger_service, 32);
 
 /**
  * @generated from message auditledger.v1.GetPublicKeysResponse
@@ -970,7 +993,7 @@ export type GetPublicKeysResponse = Message<"auditledger.v1.GetPublicKeysRespons
  * Use `create(GetPublicKeysResponseSchema)` to create a new message.
  */
 export const GetPublicKeysResponseSchema: GenMessage<GetPublicKeysResponse> = /*@__PURE__*/
-  messageDesc(file_auditledger_v1_ledger_service, 32);
+  messageDesc(file_auditledger_v1_ledger_service, 33);
 
 /**
  * @generated from enum auditledger.v1.Order
