@@ -103,8 +103,12 @@ describe("embedded PGlite default", () => {
       c = createLedgerClient({ baseUrl: second.url, apiKey: token });
       expect((await c.ledger.getStats({})).count).toBe(25n);
       await c.ledger.append({ event: { kind: "after.restart" } });
+      // Idempotency on PGlite too: the repeat is answered with the original entry.
+      const once = await c.ledger.append({ event: { kind: "once", idempotencyKey: "k-1" } });
+      const again = await c.ledger.append({ event: { kind: "once", idempotencyKey: "k-1" } });
+      expect(again).toMatchObject({ deduplicated: true, entry: { seq: once.entry!.seq, hash: once.entry!.hash } });
       let valid = false;
-      for await (const m of c.ledger.verify({})) if (m.result.case === "verdict") valid = m.result.value.valid && m.result.value.checked === 26n;
+      for await (const m of c.ledger.verify({})) if (m.result.case === "verdict") valid = m.result.value.valid && m.result.value.checked === 27n;
       expect(valid).toBe(true);
     } finally {
       await second.close();
