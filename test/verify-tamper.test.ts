@@ -91,12 +91,7 @@ describe("Verify", () => {
     const forged: Envelope = { ...before, seq: 10, kind: "refund.issued", subject: "orders/forged", payload_size: 0, prev_hash: before.hash };
     delete forged.payload_digest;
     delete forged.payload_type;
-    const hash = entryHash(forged);
-    await su.query(
-      `INSERT INTO entries (chain, seq, v, ts, source_type, agent, kind, subject, payload_size, prev_hash, hash)
-       VALUES ($1, 10, 1, $2, $3, $4, $5, $6, 0, decode($7, 'hex'), decode($8, 'hex'))`,
-      [chain, forged.ts, forged.source_type, forged.agent, forged.kind, forged.subject, forged.prev_hash, hash],
-    );
+    await insertForged(forged);
     await su.query("UPDATE chains SET next_seq = next_seq + 1 WHERE chain = $1", [chain]);
     const v = await verdictOf(ledger);
     expect(v).toMatchObject({ valid: false, firstBreakAt: 10n, breakKind: BreakKind.UNEXPECTED_ENTRY });
@@ -125,11 +120,7 @@ describe("Verify", () => {
     const forged: Envelope = { ...last, seq: N, kind: "backdated", prev_hash: last.hash, payload_size: 0 };
     delete forged.payload_digest;
     delete forged.payload_type;
-    await su.query(
-      `INSERT INTO entries (chain, seq, v, ts, source_type, agent, kind, subject, payload_size, prev_hash, hash)
-       VALUES ($1, $2, 1, $3, $4, $5, $6, $7, 0, decode($8, 'hex'), decode($9, 'hex'))`,
-      [chain, N, forged.ts, forged.source_type, forged.agent, forged.kind, forged.subject, forged.prev_hash, entryHash(forged)],
-    );
+    await insertForged(forged);
     const v = await verdictOf(ledger);
     expect(v).toMatchObject({ valid: false, firstBreakAt: BigInt(N), breakKind: BreakKind.UNEXPECTED_ENTRY });
   });
@@ -165,4 +156,13 @@ async function shift(chain: string, from: number, delta: number): Promise<void> 
     await su.query(`UPDATE ${table} SET seq = -seq - 1000 WHERE chain = $1 AND seq >= $2`, [chain, from]);
     await su.query(`UPDATE ${table} SET seq = -seq - 1000 + $2 WHERE chain = $1 AND seq < 0`, [chain, delta]);
   }
+}
+
+/** Writes a forged entry (no payload) with a hash computed exactly as the ledger would. */
+async function insertForged(e: Envelope): Promise<void> {
+  await su.query(
+    `INSERT INTO entries (chain, seq, v, ts, source_type, agent, kind, subject, payload_size, prev_hash, hash)
+     VALUES ($1, $2, 1, $3, $4, $5, $6, $7, 0, decode($8, 'hex'), decode($9, 'hex'))`,
+    [e.chain, e.seq, e.ts, e.source_type, e.agent, e.kind, e.subject, e.prev_hash, entryHash(e)],
+  );
 }
