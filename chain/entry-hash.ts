@@ -1,11 +1,10 @@
 import { canonicalEnvelope } from "./canonical-json.js";
 import type { Envelope, HashedEnvelope } from "./envelope.js";
-import { toHex } from "./hex.js";
-import { sha256 } from "#sha256";
+import { sha256Hex } from "#sha256";
 
 /** Hex SHA-256 over the JCS bytes of the envelope (SPEC §2 `hash`). */
 export function entryHash(e: Envelope): string {
-  return toHex(sha256(canonicalEnvelope(e)));
+  return sha256Hex(canonicalEnvelope(e));
 }
 
 /** Returns the envelope with its hash set. */

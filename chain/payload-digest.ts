@@ -1,5 +1,4 @@
-import { toHex } from "./hex.js";
-import { sha256 } from "#sha256";
+import { sha256Hex } from "#sha256";
 
 /** Salt length in bytes. A fresh random salt per entry makes a digest unguessable
  * from a small payload space, and erasing the salt makes a redaction final. */
@@ -10,5 +9,5 @@ export function payloadDigest(salt: Uint8Array, payload: Uint8Array): string {
   const joined = new Uint8Array(salt.length + payload.length);
   joined.set(salt, 0);
   joined.set(payload, salt.length);
-  return toHex(sha256(joined));
+  return sha256Hex(joined);
 }

@@ -1,10 +1,16 @@
 // SHA-256 for browsers: synchronous (WebCrypto's digest is async), so the chain code
 // stays identical in both places.
 import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
+import { toHex } from "./hex.js";
 
 const utf8 = new TextEncoder();
 
 /** SHA-256 of `data`; strings are hashed as their UTF-8 bytes. */
 export function sha256(data: Uint8Array | string): Uint8Array {
   return nobleSha256(typeof data === "string" ? utf8.encode(data) : data);
+}
+
+/** Lowercase hex SHA-256 of `data` (strings as UTF-8). */
+export function sha256Hex(data: Uint8Array | string): string {
+  return toHex(sha256(data));
 }

@@ -129,3 +129,16 @@ describe("ChainWalker finds the first break", () => {
     expect(w.redacted).toEqual([1]);
   });
 });
+
+describe("the browser SHA-256 matches the Node one", () => {
+  it("on the vectors' canonical bytes and on binary input", async () => {
+    const web = await import("./sha256-web.js");
+    const node = await import("./sha256-node.js");
+    for (const v of vectors) {
+      expect(web.sha256Hex(v.canonical)).toBe(v.hash);
+      expect(node.sha256Hex(v.canonical)).toBe(v.hash);
+    }
+    const bytes = Uint8Array.from({ length: 1000 }, (_, i) => (i * 7) % 256);
+    expect(web.sha256(bytes)).toEqual(node.sha256(bytes));
+  });
+});

@@ -68,20 +68,23 @@ export async function countApiKeys(db: Queryable): Promise<number> {
  * not query per request; a revocation takes effect within `ttlMs`.
  */
 export class ApiKeyAuthenticator {
-  private readonly cache = new Map<string, { principal: Principal | null; until: number }>();
+  private readonly cache = new Map<string, { principal: Promise<Principal | null>; until: number }>();
 
   constructor(
     private readonly db: Queryable,
     private readonly ttlMs = 2000,
   ) {}
 
-  async authenticate(token: string): Promise<Principal | null> {
+  authenticate(token: string): Promise<Principal | null> {
     const now = Date.now();
     const hit = this.cache.get(token);
     if (hit && hit.until > now) return hit.principal;
-    const principal = await this.lookup(token);
+    // The promise is cached, not its result: requests that miss together share one
+    // lookup instead of each taking a pool connection the sequencer needs.
+    const principal = this.lookup(token);
     if (this.cache.size > 10_000) this.cache.clear();
     this.cache.set(token, { principal, until: now + this.ttlMs });
+    principal.catch(() => this.cache.delete(token));
     return principal;
   }
 
