@@ -5,13 +5,13 @@ import type { LedgerClient } from "../clients/node/ledger-client.js";
 import type { EventInput } from "../gen/auditledger/v1/entry_pb.js";
 import { benchBatch } from "./events.js";
 import { secondsSince } from "./stats.js";
-import { noMeter, type CpuBreakdown, type Meter } from "./cpu-meter.js";
+import { noMeter, type Meter, type PhaseUsage } from "./resource-meter.js";
 
 export interface ThroughputResult {
   rows: number;
   seconds: number;
   rowsPerSecond: number;
-  cpu?: CpuBreakdown;
+  usage?: PhaseUsage;
 }
 
 /**
@@ -30,12 +30,12 @@ export async function appendBatches(clients: LedgerClient[], events: number, bat
     clients.map(async (client) => {
       for (let i = next++; i < batches.length; i = next++) {
         const res = await client.ledger.appendBatch({ events: batches[i]! });
-        acked += res.entries.length;
+        acked += res.results.length;
       }
     }),
   );
   const seconds = secondsSince(started);
-  const cpu = await meter.stop();
+  const usage = await meter.stop();
   if (acked !== events) throw new Error(`AppendBatch acknowledged ${acked} of ${events} events`);
-  return { rows: events, seconds, rowsPerSecond: events / seconds, cpu };
+  return { rows: events, seconds, rowsPerSecond: events / seconds, usage };
 }

@@ -12,6 +12,8 @@ export interface OpenLoopResult {
   worstSendLagMs: number;
   /** Requests per second actually sent. */
   achievedRate: number;
+  /** Requests per second completed, first send to last completion: the server's capacity when below the rate. */
+  completedRate: number;
 }
 
 export async function openLoop(rate: number, seconds: number, send: (i: number, due: number) => Promise<unknown>): Promise<OpenLoopResult> {
@@ -48,5 +50,6 @@ export async function openLoop(rate: number, seconds: number, send: (i: number, 
   });
   const sendSeconds = (performance.now() - start) / 1000;
   await Promise.all(inFlight);
-  return { latencies, errors, firstError, worstSendLagMs, achievedRate: total / Math.max(sendSeconds, seconds) };
+  const allSeconds = (performance.now() - start) / 1000;
+  return { latencies, errors, firstError, worstSendLagMs, achievedRate: total / Math.max(sendSeconds, seconds), completedRate: total / allSeconds };
 }

@@ -12,12 +12,20 @@ export interface BenchOptions {
   batchSize: number;
   /** Concurrent AppendBatch clients, each on its own HTTP/2 connection. */
   clients: number;
-  /** Concurrent DIY-chain writers (each its own Postgres connection). */
+  /** Rows fed to the DIY chain (the first ones AppendBatch wrote); it is slow, and its rate does not depend on the count. */
+  diyEvents: number;
+  /**
+   * Concurrent DIY-chain writers (each its own Postgres connection). One is the DIY's
+   * best case: with several, they queue on the head lock and each row costs Postgres
+   * 2-3x the CPU (see diy-chain.ts).
+   */
   diyClients: number;
   /** Unary Append: open-loop request rate and measured seconds (after a warm-up). */
   unaryRate: number;
   unarySeconds: number;
   warmupSeconds: number;
+  /** Lower unary rates also measured (5 s each), to show where the latency target holds. */
+  unarySweep: number[];
   /** Live tail: appends per second while a subscriber listens, and for how long. */
   tailRate: number;
   tailSeconds: number;
@@ -27,7 +35,7 @@ export interface BenchOptions {
   server: "child" | "inprocess";
   /** Keep the benchmark database instead of dropping it. */
   keep: boolean;
-  /** Write V8 CPU profiles of the server child process into this directory. */
+  /** Write a V8 CPU profile of the server process per measured window into this directory. */
   cpuProfDir: string | undefined;
   /** Also write the figures as JSON here. */
   json: string | undefined;
@@ -42,10 +50,12 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
       events: { type: "string" },
       "batch-size": { type: "string" },
       clients: { type: "string" },
+      "diy-events": { type: "string" },
       "diy-clients": { type: "string" },
       "unary-rate": { type: "string" },
       "unary-seconds": { type: "string" },
       "warmup-seconds": { type: "string" },
+      "unary-sweep": { type: "string" },
       "tail-rate": { type: "string" },
       "tail-seconds": { type: "string" },
       "verify-runs": { type: "string" },
@@ -82,10 +92,20 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     events: Math.round(num(values.events, "BENCH_EVENTS", 200_000)),
     batchSize: Math.round(num(values["batch-size"], "BENCH_BATCH_SIZE", 1000)),
     clients,
-    diyClients: num(values["diy-clients"], "BENCH_DIY_CLIENTS", clients),
+    diyEvents: Math.round(num(values["diy-events"], "BENCH_DIY_EVENTS", 50_000)),
+    diyClients: num(values["diy-clients"], "BENCH_DIY_CLIENTS", 1),
     unaryRate: num(values["unary-rate"], "BENCH_UNARY_RATE", 1000),
     unarySeconds: num(values["unary-seconds"], "BENCH_UNARY_SECONDS", 10),
     warmupSeconds: num(values["warmup-seconds"], "BENCH_WARMUP_SECONDS", 2),
+    unarySweep: (values["unary-sweep"] ?? env.BENCH_UNARY_SWEEP ?? "100,300,500")
+      .split(",")
+      .map((s) => s.trim())
+      .filter((s) => s !== "" && s !== "0" && s !== "none")
+      .map((s) => {
+        const n = Number(s);
+        if (!Number.isFinite(n) || n <= 0) throw new Error(`--unary-sweep: "${s}" is not a positive rate`);
+        return n;
+      }),
     tailRate: num(values["tail-rate"], "BENCH_TAIL_RATE", 200),
     tailSeconds: num(values["tail-seconds"], "BENCH_TAIL_SECONDS", 10),
     verifyRuns: Math.round(num(values["verify-runs"], "BENCH_VERIFY_RUNS", 3)),
@@ -102,15 +122,18 @@ const USAGE = `npm run bench -- [flags]   (each flag also reads BENCH_<NAME>, e.
   --events N          rows for AppendBatch, raw COPY and the DIY chain (200000)
   --batch-size N      events per AppendBatch request / rows per DIY INSERT (1000)
   --clients N         concurrent AppendBatch clients (4)
-  --diy-clients N     concurrent DIY-chain writers (= --clients)
+  --diy-events N      rows fed to the DIY chain, the first of those AppendBatch wrote (50000)
+  --diy-clients N     concurrent DIY-chain writers (1: its best case)
   --unary-rate N      unary Append requests per second, open loop (1000)
   --unary-seconds N   measured seconds of unary Append (10), after --warmup-seconds (2)
+  --unary-sweep LIST  lower unary rates also measured, 5 s each ("100,300,500"; "none" to skip)
   --tail-rate N       appends per second while a live-tail subscriber listens (200)
   --tail-seconds N    seconds of live tail (10)
   --verify-runs N     Verify runs; the median is reported (3)
   --server MODE       child (default: server in its own process) | inprocess
   --only LIST         comma list of: ${PHASES.join(", ")}
-  --cpu-prof DIR      write V8 CPU profiles of the server process to DIR (with --server child)
+  --cpu-prof DIR      CPU-profile the server process in each measured window: DIR/<phase>.cpuprofile
+                      (--server child only; open in Chrome DevTools or speedscope)
   --json FILE         also write the figures as JSON
   --keep              keep the benchmark database (default: dropped at the end)
 `;

@@ -8,7 +8,7 @@ import { from as copyFrom, to as copyTo } from "pg-copy-streams";
 import { checkpoint, createLikeSchema, quoteLiteral } from "./bench-db.js";
 import type { ThroughputResult } from "./append-batch.js";
 import { secondsSince } from "./stats.js";
-import { noMeter, type Meter } from "./cpu-meter.js";
+import { noMeter, type Meter } from "./resource-meter.js";
 
 export const COPY_SCHEMA = "bench_copy";
 
@@ -45,6 +45,6 @@ export async function rawCopy(client: pg.Client, chain: string, meter: Meter = n
   await importRows(client, `${COPY_SCHEMA}.payloads`, payloads);
   await client.query("COMMIT");
   const seconds = secondsSince(started);
-  const cpu = await meter.stop();
-  return { rows, seconds, rowsPerSecond: rows / seconds, cpu };
+  const usage = await meter.stop();
+  return { rows, seconds, rowsPerSecond: rows / seconds, usage };
 }

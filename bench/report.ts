@@ -4,13 +4,15 @@ import type { UnaryResult } from "./unary-latency.js";
 import type { TailResult } from "./tail-latency.js";
 import type { VerifyResult } from "./verify-rate.js";
 import { int, ms, ratio } from "./stats.js";
-import type { CpuBreakdown } from "./cpu-meter.js";
+import type { PhaseUsage } from "./resource-meter.js";
 
 export interface BenchResults {
   appendBatch?: ThroughputResult;
   rawCopy?: ThroughputResult;
   diyChain?: ThroughputResult;
   unary?: UnaryResult;
+  /** Unary latency at lower rates. */
+  unarySweep?: UnaryResult[];
   tail?: TailResult;
   verify?: VerifyResult;
 }
@@ -82,44 +84,56 @@ export function markdownTable(rows: Row[]): string {
 }
 
 /**
- * "per 1,000 events: server 120 ms, Postgres 180 ms, bench 40 ms CPU; machine 90 % busy
- * (others 20 %, steal 5 %)": what each process spent per unit of work, and how much
- * of the machine went to processes outside the measurement.
+ * What each process spent in CPU per unit of work, and how the machine's capacity was
+ * shared during the measurement (including processes outside it, and steal).
  */
-export function cpuLine(cpu: CpuBreakdown | undefined, units: number, unit: string): string {
+export function cpuLine(usage: PhaseUsage | undefined, units: number, unit: string): string {
+  const cpu = usage?.cpu;
   if (!cpu) return "";
-  const per = (x: number) => `${int((x / units) * (unit === "1,000 events" || unit === "1,000 rows" ? 1000 : 1))} ms`;
+  const per = (x: number) => ms(x / units);
   const capacity = cpu.wallMs * cpu.cores;
   const pct = (x: number) => `${Math.round((100 * x) / capacity)} %`;
   return (
     `CPU per ${unit}: server ${per(cpu.serverMs)}, Postgres ${per(cpu.postgresMs)}, bench process ${per(cpu.benchMs)}; ` +
-    `machine (${cpu.cores} cores): server ${pct(cpu.serverMs)}, Postgres ${pct(cpu.postgresMs)}, bench ${pct(cpu.benchMs)}, ` +
-    `other processes ${pct(cpu.otherMs)}, stolen ${pct(cpu.stealMs)}, idle ${pct(cpu.idleMs)}`
+    `share of the machine (${cpu.cores} cores): server ${pct(cpu.serverMs)}, Postgres ${pct(cpu.postgresMs)}, bench ${pct(cpu.benchMs)}, ` +
+    `other processes ${pct(cpu.otherMs)}, stolen by the hypervisor ${pct(cpu.stealMs)}, idle ${pct(cpu.idleMs)}.`
   );
+}
+
+/** How the server's group commit behaved: commits, events per commit, time per commit. */
+export function commitLine(usage: PhaseUsage | undefined): string {
+  const c = usage?.commits;
+  if (!c || c.commits === 0) return "";
+  return ` Group commit: ${int(c.commits)} commits, ${(c.events / c.commits).toFixed(1)} events and ${ms((1000 * c.seconds) / c.commits)} each (lock to COMMIT).`;
 }
 
 /** Secondary figures that explain the headline ones. */
 export function details(r: BenchResults): string[] {
   const out: string[] = [];
   const tp = (name: string, t: ThroughputResult | undefined) =>
-    t && out.push(`${name}: ${int(t.rows)} rows in ${t.seconds.toFixed(2)} s. ${cpuLine(t.cpu, t.rows, "1,000 rows")}`);
+    t && out.push(`${name}: ${int(t.rows)} rows in ${t.seconds.toFixed(2)} s. ${cpuLine(t.usage, t.rows / 1000, "1,000 rows")}`);
   tp("AppendBatch", r.appendBatch);
+  if (r.appendBatch) out[out.length - 1] += commitLine(r.appendBatch.usage);
   tp("raw COPY", r.rawCopy);
   tp("DIY chain", r.diyChain);
   if (r.unary) {
     const u = r.unary;
-    out.push(`unary Append: ${int(u.count)} requests, sent at ${int(u.achievedRate)}/s, p90 ${ms(u.p90)}, mean ${ms(u.mean)}, worst client send lag ${ms(u.worstSendLagMs)}. ${cpuLine(u.cpu, u.count, "request")}`);
+    out.push(`unary Append: ${int(u.count)} requests, sent at ${int(u.achievedRate)}/s, completed at ${int(u.completedRate)}/s, p90 ${ms(u.p90)}, mean ${ms(u.mean)}, worst client send lag ${ms(u.worstSendLagMs)}. ${cpuLine(u.usage, u.count, "request")}${commitLine(u.usage)}`);
+  }
+  if (r.unarySweep?.length) {
+    const rates = r.unarySweep.map((u) => `${int(u.rate)}/s: p50 ${ms(u.p50)}, p99 ${ms(u.p99)} (server CPU ${ms((u.usage?.cpu?.serverMs ?? NaN) / u.count)} per request)`);
+    out.push(`unary Append at lower rates: ${rates.join("; ")}`);
   }
   if (r.tail) {
     const t = r.tail;
     out.push(
       `live tail: ${int(t.sendToReceive.count)} events received, ${t.missing} missing, p90 ${ms(t.sendToReceive.p90)}; ` +
-        `${t.receivedBeforeAck} reached the subscriber before their own append was acknowledged. ${cpuLine(t.cpu, t.sendToReceive.count, "event")}`,
+        `${t.receivedBeforeAck} reached the subscriber before their own append was acknowledged. ${cpuLine(t.usage, t.sendToReceive.count, "event")}${commitLine(t.usage)}`,
     );
   }
   if (r.verify) {
     const v = r.verify;
-    out.push(`Verify runs: ${v.runs.map((x) => int(x)).join(", ")} entries/s. ${cpuLine(v.cpu, v.entries * v.runs.length, "1,000 rows")}`);
+    out.push(`Verify runs: ${v.runs.map((x) => int(x)).join(", ")} entries/s. ${cpuLine(v.usage, (v.entries * v.runs.length) / 1000, "1,000 entries")}`);
     out.push(
       `same entries without I/O: ChainWalker ${int(v.walkerPerSecond)} entries/s; bare SHA-256 of envelopes only ${int(v.sha256EnvelopeOnlyPerSecond)} entries/s ` +
         `(${Math.round(v.envelopeBytes)} B envelope + ${Math.round(v.payloadBytes)} B salt‖payload per entry)`,

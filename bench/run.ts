@@ -6,7 +6,9 @@
 //   4. unary Append latency at a fixed rate, open loop            (chain bench-unary)
 //   5. live-tail append-to-subscriber latency                     (chain bench-tail)
 //   6. Verify over chain bench-batch, next to the bare SHA-256 rate of the same bytes
-import { writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 import os from "node:os";
 import type pg from "pg";
 import { createLedgerClient, type LedgerClient } from "../clients/node/ledger-client.js";
@@ -22,7 +24,8 @@ import { tailLatency } from "./tail-latency.js";
 import { verifyRate } from "./verify-rate.js";
 import { details, markdownTable, resultRows, type BenchResults } from "./report.js";
 import { int } from "./stats.js";
-import { cpuMeter } from "./cpu-meter.js";
+import { resourceMeter } from "./resource-meter.js";
+import { summarizeProfile } from "./profile-summary.js";
 
 const BATCH_CHAIN = "bench-batch";
 
@@ -34,14 +37,19 @@ async function main(): Promise<void> {
   // The baselines and Verify work on the rows AppendBatch wrote.
   const needBatch = want("append-batch") || want("raw-copy") || want("diy-chain") || want("verify");
 
+  const profDir = opts.cpuProfDir && opts.server === "child" ? resolve(opts.cpuProfDir) : undefined;
+  if (opts.cpuProfDir && !profDir) log("--cpu-prof needs --server child; not profiling");
+  if (profDir) mkdirSync(profDir, { recursive: true });
   const database = await createBenchDatabase();
   log(`database ${database.name}; server ${opts.server === "child" ? "in a child process" : "in-process"}`);
   let server: BenchServer | undefined;
   let admin: pg.Client | undefined;
   const results: BenchResults = {};
+  /** Names of the measured windows, in order (one CPU profile each with --cpu-prof). */
+  const windows: string[] = [];
   let environment: Record<string, string> = {};
   try {
-    server = await startBenchServer(opts.server, database.url, opts.cpuProfDir);
+    server = await startBenchServer(opts.server, database.url, profDir);
     admin = await connect(database.url);
     environment = await describeEnvironment(admin, opts.server);
     const adminClient = admin;
@@ -52,7 +60,10 @@ async function main(): Promise<void> {
       return createLedgerClient({ baseUrl: url, apiKey: token, protocol: "connect", httpVersion: "2" });
     };
     const clients = (chain: string, n: number) => Promise.all(Array.from({ length: n }, () => clientFor(chain)));
-    const meter = () => cpuMeter(adminClient, database.name, opts.server === "child" ? server!.pid : undefined);
+    const meter = (window: string) => {
+      windows.push(window);
+      return resourceMeter(adminClient, database.name, server!, window);
+    };
 
     if (needBatch) {
       // Warm-up on another chain (JIT, pool, caches), then the measured run on a fresh chain.
@@ -61,33 +72,40 @@ async function main(): Promise<void> {
       await appendBatches(await clients("bench-warmup", opts.clients), warm, opts.batchSize, "warmup");
       await checkpoint(admin);
       log(`AppendBatch: ${int(opts.events)} events, batches of ${int(opts.batchSize)}, ${opts.clients} clients`);
-      results.appendBatch = await appendBatches(await clients(BATCH_CHAIN, opts.clients), opts.events, opts.batchSize, "batch", meter());
+      results.appendBatch = await appendBatches(await clients(BATCH_CHAIN, opts.clients), opts.events, opts.batchSize, "batch", meter("append-batch"));
       log(`  ${int(results.appendBatch.rowsPerSecond)} events/s`);
     }
     if (want("raw-copy")) {
       log("raw COPY of the same rows");
-      results.rawCopy = await rawCopy(admin, BATCH_CHAIN, meter());
+      results.rawCopy = await rawCopy(admin, BATCH_CHAIN, meter("raw-copy"));
       log(`  ${int(results.rawCopy.rowsPerSecond)} rows/s`);
     }
     if (want("diy-chain")) {
-      log(`DIY chain: INSERTs of ${int(opts.batchSize)} rows from ${opts.diyClients} connections`);
-      results.diyChain = await diyChain(admin, database.url, BATCH_CHAIN, opts.batchSize, opts.diyClients, meter());
+      const rows = Math.min(opts.diyEvents, opts.events);
+      log(`DIY chain: ${int(rows)} rows, INSERTs of ${int(opts.batchSize)} rows from ${opts.diyClients} connections`);
+      results.diyChain = await diyChain(admin, database.url, BATCH_CHAIN, rows, opts.batchSize, opts.diyClients, meter("diy-chain"));
       log(`  ${int(results.diyChain.rowsPerSecond)} rows/s`);
     }
     if (want("unary")) {
       log(`unary Append: ${int(opts.unaryRate)} req/s for ${opts.unarySeconds} s after ${opts.warmupSeconds} s warm-up`);
       await checkpoint(admin);
-      results.unary = await unaryLatency(await clientFor("bench-unary"), opts.unaryRate, opts.unarySeconds, opts.warmupSeconds, meter());
+      results.unary = await unaryLatency(await clientFor("bench-unary"), opts.unaryRate, opts.unarySeconds, opts.warmupSeconds, meter("unary"));
       log(`  p50 ${results.unary.p50.toFixed(2)} ms, p99 ${results.unary.p99.toFixed(2)} ms`);
+      results.unarySweep = [];
+      for (const rate of opts.unarySweep) {
+        const u = await unaryLatency(await clientFor("bench-unary"), rate, 5, 1, meter(`unary-${rate}`));
+        results.unarySweep.push(u);
+        log(`  at ${int(rate)} req/s: p50 ${u.p50.toFixed(2)} ms, p99 ${u.p99.toFixed(2)} ms`);
+      }
     }
     if (want("tail")) {
       log(`live tail: ${int(opts.tailRate)} appends/s for ${opts.tailSeconds} s`);
-      results.tail = await tailLatency(await clientFor("bench-tail"), await clientFor("bench-tail"), opts.tailRate, opts.tailSeconds, meter());
+      results.tail = await tailLatency(await clientFor("bench-tail"), await clientFor("bench-tail"), opts.tailRate, opts.tailSeconds, meter("tail"));
       log(`  p50 ${results.tail.sendToReceive.p50.toFixed(2)} ms, p99 ${results.tail.sendToReceive.p99.toFixed(2)} ms`);
     }
     if (want("verify")) {
       log(`Verify: ${int(opts.events)} entries, ${opts.verifyRuns} runs`);
-      results.verify = await verifyRate(await clientFor(BATCH_CHAIN), database.url, BATCH_CHAIN, opts.events, opts.verifyRuns, meter());
+      results.verify = await verifyRate(await clientFor(BATCH_CHAIN), database.url, BATCH_CHAIN, opts.events, opts.verifyRuns, meter("verify"));
       log(`  ${int(results.verify.verifyPerSecond)} entries/s`);
     }
   } finally {
@@ -101,6 +119,16 @@ async function main(): Promise<void> {
   process.stdout.write(`\naudit-ledger benchmark, ${new Date().toISOString()}\n`);
   for (const [k, v] of Object.entries(environment)) process.stdout.write(`  ${k}: ${v}\n`);
   process.stdout.write(`\n${table}\n\n${details(results).map((d) => `- ${d}`).join("\n")}\n`);
+  if (profDir) {
+    process.stdout.write(`\nWhere the server's CPU went (V8 profiles in ${profDir}; profiling adds overhead, so take the figures above from a run without --cpu-prof):\n`);
+    for (const phase of windows) {
+      const file = join(profDir, `${phase}.cpuprofile`);
+      if (!existsSync(file)) continue;
+      const { windowSeconds, busySeconds, shares } = summarizeProfile(file);
+      const top = shares.filter(([, share]) => share >= 0.01).map(([name, share]) => `${name} ${Math.round(share * 100)} %`);
+      process.stdout.write(`- ${phase}: server busy ${busySeconds.toFixed(1)} s of ${windowSeconds.toFixed(1)} s; ${top.join(", ")}\n`);
+    }
+  }
   if (opts.json) {
     writeFileSync(opts.json, JSON.stringify({ date: new Date().toISOString(), environment, options: { ...opts, only: [...opts.only] }, results }, null, 2));
     log(`wrote ${opts.json}`);
@@ -108,19 +136,31 @@ async function main(): Promise<void> {
 }
 
 async function describeEnvironment(admin: pg.Client, serverMode: string): Promise<Record<string, string>> {
-  const settings = await admin.query<{ name: string; setting: string; unit: string | null }>(
-    `SELECT name, setting, unit FROM pg_settings
+  const settings = await admin.query<{ name: string; value: string }>(
+    `SELECT name, current_setting(name) AS value FROM pg_settings
      WHERE name IN ('shared_buffers', 'synchronous_commit', 'fsync', 'wal_level', 'max_wal_size') ORDER BY name`,
   );
   const version = await admin.query<{ server_version: string }>("SHOW server_version");
   return {
     machine: `${os.cpus().length} x ${os.cpus()[0]?.model ?? "cpu"}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.platform()} ${os.release()}`,
     node: process.version,
-    postgres: `${version.rows[0]!.server_version} (${settings.rows.map((s) => `${s.name}=${s.setting}${s.unit ?? ""}`).join(", ")})`,
+    postgres: `${version.rows[0]!.server_version} (${settings.rows.map((s) => `${s.name}=${s.value}`).join(", ")})`,
     server: serverMode === "child" ? "separate Node process (own event loop)" : "in the bench process",
     client: "Connect protocol, binary protobuf, HTTP/2 cleartext (h2c)",
+    code: codeRevision(),
     "load average at start": os.loadavg().map((l) => l.toFixed(2)).join(", "),
   };
+}
+
+/** The commit measured, and whether the code under test had uncommitted changes. */
+function codeRevision(): string {
+  try {
+    const git = (...args: string[]) => execFileSync("git", args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+    const dirty = git("status", "--porcelain", "--", "server", "chain", "clients", "gen").split("\n").filter(Boolean).length;
+    return `${git("rev-parse", "--short", "HEAD")}${dirty ? ` + uncommitted changes in ${dirty} file(s) of server/ chain/ clients/ gen/` : ""}`;
+  } catch {
+    return "unknown (not a git checkout)";
+  }
 }
 
 main().catch((err: unknown) => {

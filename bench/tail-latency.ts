@@ -6,7 +6,7 @@ import type { LedgerClient } from "../clients/node/ledger-client.js";
 import { benchEvent } from "./events.js";
 import { openLoop } from "./open-loop.js";
 import { sleep, summarize, type LatencySummary } from "./stats.js";
-import { noMeter, type CpuBreakdown, type Meter } from "./cpu-meter.js";
+import { noMeter, type Meter, type PhaseUsage } from "./resource-meter.js";
 
 export interface TailResult {
   rate: number;
@@ -16,7 +16,7 @@ export interface TailResult {
   /** Events the subscriber had before the appender had its acknowledgement. */
   receivedBeforeAck: number;
   missing: number;
-  cpu?: CpuBreakdown;
+  usage?: PhaseUsage;
 }
 
 export async function tailLatency(appender: LedgerClient, subscriber: LedgerClient, rate: number, seconds: number, meter: Meter = noMeter): Promise<TailResult> {
@@ -61,7 +61,7 @@ export async function tailLatency(appender: LedgerClient, subscriber: LedgerClie
   });
   if (run.errors > 0) throw new Error(`tail appends: ${run.errors} failed; first: ${String(run.firstError)}`);
   await Promise.race([allReceived, sleep(10_000)]);
-  const cpu = await meter.stop();
+  const usage = await meter.stop();
   abort.abort();
   await consumer;
 
@@ -80,6 +80,6 @@ export async function tailLatency(appender: LedgerClient, subscriber: LedgerClie
     ackToReceive: summarize(ackToReceive),
     receivedBeforeAck,
     missing: total - received.size,
-    cpu,
+    usage,
   };
 }

@@ -9,7 +9,7 @@ import { canonicalEnvelope, ChainWalker, type StoredEntry } from "../chain/index
 import { readRange } from "../server/ledger/ledger-reader.js";
 import { PostgresDatabase } from "../server/storage/postgres-database.js";
 import { median, secondsSince } from "./stats.js";
-import { noMeter, type CpuBreakdown, type Meter } from "./cpu-meter.js";
+import { noMeter, type Meter, type PhaseUsage } from "./resource-meter.js";
 
 export interface VerifyResult {
   entries: number;
@@ -26,8 +26,8 @@ export interface VerifyResult {
   readPerSecond: number;
   envelopeBytes: number;
   payloadBytes: number;
-  /** CPU during the Verify runs. */
-  cpu?: CpuBreakdown;
+  /** Resources used during the Verify runs. */
+  usage?: PhaseUsage;
 }
 
 async function verifyOnce(client: LedgerClient, expected: number): Promise<number> {
@@ -57,7 +57,7 @@ export async function verifyRate(client: LedgerClient, databaseUrl: string, chai
   const verifyRuns: number[] = [];
   await meter.start();
   for (let i = 0; i < runs; i++) verifyRuns.push(await verifyOnce(client, entries));
-  const cpu = await meter.stop();
+  const usage = await meter.stop();
 
   // The same rows, read the way Verify reads them.
   const db = new PostgresDatabase({ connectionString: databaseUrl, max: 1 });
@@ -103,6 +103,6 @@ export async function verifyRate(client: LedgerClient, databaseUrl: string, chai
     readPerSecond,
     envelopeBytes: envelopes.reduce((a, b) => a + b.length, 0) / entries,
     payloadBytes: salted.reduce((a, b) => a + b.length, 0) / entries,
-    cpu,
+    usage,
   };
 }
