@@ -121,11 +121,6 @@ export class ChainWalker {
     return null;
   }
 
-  /** The hash of the last good entry. */
-  get headHash(): string {
-    return this.prevHash;
-  }
-
   private fail(seq: number, kind: BreakKind, reason: string): ChainBreak {
     this.broken = { seq, kind, reason };
     return this.broken;

@@ -54,18 +54,3 @@ export interface Envelope {
 export interface HashedEnvelope extends Envelope {
   hash: string;
 }
-
-/** Optional string fields of the envelope. */
-export const OPTIONAL_STRING_FIELDS = [
-  "occurred_at",
-  "subject",
-  "actor",
-  "trace_id",
-  "span_id",
-  "cause",
-  "idempotency_key",
-  "source_position",
-  "payload_type",
-  "payload_digest",
-  "batch",
-] as const;

@@ -4,7 +4,7 @@
 // produce; request validation (String#isWellFormed) then refuses the field by name.
 import { configureTextEncoding, getTextEncoding } from "@bufbuild/protobuf/wire";
 
-export const INVALID_UTF8_MARK = "\uDFFF";
+const INVALID_UTF8_MARK = "\uDFFF";
 
 let installed = false;
 
