@@ -1,5 +1,7 @@
 // Walks stored entries in seq order and finds the first place the chain breaks.
 // Pure: the server's Verify, the CLI and the browser feed it rows from wherever.
+import { sha256Hex } from "#sha256";
+import { canonicalEnvelope } from "./canonical-json.js";
 import { entryHash } from "./entry-hash.js";
 import { ZERO_HASH, type HashedEnvelope } from "./envelope.js";
 import { payloadDigest } from "./payload-digest.js";
@@ -11,7 +13,9 @@ export type BreakKind =
   | "missing_entry"
   | "unexpected_entry"
   | "moved_entry"
-  | "truncated";
+  | "truncated"
+  | "root_mismatch"
+  | "bad_signature";
 
 export interface ChainBreak {
   /** The first bad seq. */
@@ -26,7 +30,18 @@ export interface StoredEntry extends HashedEnvelope {
   payload?: Uint8Array | null;
   salt?: Uint8Array | null;
   redacted?: boolean;
+  /** Seq of the `redaction` entry that erased the payload, when redacted. */
+  redacted_by?: number;
 }
+
+/** "The payload of `seq` was erased by the redaction entry `by`." */
+export interface RedactionClaim {
+  seq: number;
+  by: number;
+}
+
+/** Called for each entry that passed, with its canonical JSON (for the Merkle leaf). */
+export type OnVerified = (e: StoredEntry, canonical: string) => void;
 
 /**
  * Incremental chain verifier. Feed entries with `push` in the order the store returns
@@ -44,12 +59,18 @@ export class ChainWalker {
   checked = 0;
   /** Seqs whose payload was redacted: reported, not a break. */
   readonly redacted: number[] = [];
+  private readonly claims: RedactionClaim[] = [];
 
   /**
    * @param endSeq one past the last seq the chain committed (its head), when known:
    * any stored entry at or beyond it was not written by the ledger.
    */
-  constructor(startSeq = 0, prevHash: string = ZERO_HASH, private readonly endSeq?: number) {
+  constructor(
+    startSeq = 0,
+    prevHash: string = ZERO_HASH,
+    private readonly endSeq?: number,
+    private readonly onVerified?: OnVerified,
+  ) {
     this.next = startSeq;
     this.prevHash = prevHash;
   }
@@ -70,19 +91,36 @@ export class ChainWalker {
     if (this.endSeq !== undefined && e.seq >= this.endSeq) {
       return this.fail(e.seq, "unexpected_entry", `seq ${e.seq} lies beyond the committed head (seq ${this.endSeq - 1}): it was inserted`);
     }
-    const recomputed = entryHash(e);
+    const canonical = canonicalEnvelope(e);
+    const recomputed = sha256Hex(canonical);
     if (recomputed !== e.hash) return this.explainMismatch(e, recomputed);
     if (e.prev_hash !== this.prevHash) {
       return this.fail(e.seq, "link_mismatch", `prev_hash does not equal the hash of seq ${e.seq - 1}: an entry was inserted, removed or reordered`);
     }
     const payloadBreak = checkPayload(e);
     if (payloadBreak) return this.fail(e.seq, "payload_mismatch", payloadBreak);
-    if (e.redacted) this.redacted.push(e.seq);
+    if (e.redacted) {
+      this.redacted.push(e.seq);
+      if (e.redacted_by !== undefined) this.claims.push({ seq: e.seq, by: e.redacted_by });
+    }
     this.prevHash = e.hash;
     this.next = e.seq + 1;
     this.checked++;
     this.last = e;
-    return null;
+    this.onVerified?.(e, canonical);
+    return this.broken;
+  }
+
+  /** The redactions the walked entries claim, for the caller to check against the
+   * redaction entries they name. */
+  redactionClaims(): RedactionClaim[] {
+    return this.claims.filter((c) => c.seq < this.next);
+  }
+
+  /** Records a break found outside the walker (a Merkle root or signature check); the
+   * first one recorded wins. */
+  breakAt(seq: number, kind: BreakKind, reason: string): ChainBreak {
+    return this.broken ?? this.fail(seq, kind, reason);
   }
 
   /**

@@ -14,3 +14,18 @@ export function sha256(data: Uint8Array | string): Uint8Array {
 export function sha256Hex(data: Uint8Array | string): string {
   return toHex(sha256(data));
 }
+
+/** An incremental SHA-256, for inputs that arrive in pieces (evidence bundles). */
+export interface Sha256Stream {
+  update(data: Uint8Array | string): void;
+  /** Lowercase hex of the digest; the stream cannot be used afterwards. */
+  digestHex(): string;
+}
+
+export function sha256Stream(): Sha256Stream {
+  const h = nobleSha256.create();
+  return {
+    update: (data) => void h.update(typeof data === "string" ? utf8.encode(data) : data),
+    digestHex: () => toHex(h.digest()),
+  };
+}

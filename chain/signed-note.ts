@@ -80,21 +80,29 @@ export function formatSignerKey(k: SignerKey): string {
 }
 
 export function parseVerifierKey(text: string): VerifierKey {
-  const parts = text.trim().split("+");
-  if (parts.length !== 3) throw new NoteError("a verifier key is name+keyid+base64key");
-  const [name, hex, b64] = parts as [string, string, string];
+  const parts = splitKey(text.trim());
+  if (!parts) throw new NoteError("a verifier key is name+keyid+base64key");
+  const [name, hex, b64] = parts;
   const publicKey = untyped(b64, PUBLIC_KEY_BYTES, "public key");
   return checkedKey(name, hex, publicKey);
 }
 
 export function parseSignerKey(text: string): SignerKey {
-  const parts = text.trim().split("+");
-  if (parts.length !== 5 || parts[0] !== "PRIVATE" || parts[1] !== "KEY") {
-    throw new NoteError("a signer key is PRIVATE+KEY+name+keyid+base64seed");
-  }
-  const signer = signerKeyFromSeed(parts[2]!, untyped(parts[4]!, SEED_BYTES, "seed"));
-  checkedKey(parts[2]!, parts[3]!, signer.publicKey);
+  const trimmed = text.trim();
+  const parts = trimmed.startsWith("PRIVATE+KEY+") ? splitKey(trimmed.slice("PRIVATE+KEY+".length)) : null;
+  if (!parts) throw new NoteError("a signer key is PRIVATE+KEY+name+keyid+base64seed");
+  const [name, hex, b64] = parts;
+  const signer = signerKeyFromSeed(name, untyped(b64, SEED_BYTES, "seed"));
+  checkedKey(name, hex, signer.publicKey);
   return signer;
+}
+
+/** "name+hex8+base64" split at the first two "+": the base64 key may itself contain "+". */
+function splitKey(text: string): [name: string, hex: string, b64: string] | null {
+  const i = text.indexOf("+");
+  const j = i < 0 ? -1 : text.indexOf("+", i + 1);
+  if (j < 0) return null;
+  return [text.slice(0, i), text.slice(i + 1, j), text.slice(j + 1)];
 }
 
 /** Signs `text` (which must end in a newline) with each signer. */

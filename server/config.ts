@@ -20,6 +20,13 @@ export interface ServerConfig {
   /** How long shutdown waits for open requests. */
   shutdownGraceMs: number;
   logLevel: string;
+  /** Folder of checkpoint signing keys (private: 0700); created with a first key. */
+  keysDir: string;
+  /** Name of the signing key and prefix of every checkpoint origin ("<name>/<chain>"):
+   * a schema-less URL naming this ledger, e.g. "ledger.example.com". */
+  ledgerName: string;
+  /** How often chains whose head moved get a fresh checkpoint; 0 = only on demand. */
+  checkpointIntervalMs: number;
 }
 
 function int(name: string, fallback: number, env: NodeJS.ProcessEnv): number {
@@ -50,10 +57,18 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     defaultChain: env.DEFAULT_CHAIN ?? "default",
     shutdownGraceMs: int("SHUTDOWN_GRACE_MS", 10_000, env),
     logLevel: env.LOG_LEVEL ?? "info",
+    keysDir: env.KEYS_DIR ?? ".data/keys",
+    ledgerName: keyName(env.LEDGER_NAME ?? "audit-ledger.local"),
+    checkpointIntervalMs: int("CHECKPOINT_INTERVAL_MS", 1000, env),
   };
 }
 
 function roleName(role: string): string {
   if (role !== "" && !/^[a-z_][a-z0-9_]{0,62}$/.test(role)) throw new Error(`DB_ROLE: "${role}" is not a plain role name`);
   return role;
+}
+
+function keyName(name: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$/.test(name)) throw new Error(`LEDGER_NAME: "${name}" must be a schema-less URL such as ledger.example.com (no spaces or "+")`);
+  return name;
 }

@@ -22,6 +22,8 @@ import { opsRoutes } from "./ops/ops-routes.js";
 import { LedgerMetrics } from "./ops/metrics.js";
 import { createLogger, type Logger } from "./ops/logger.js";
 import { installUtf8Policy } from "./rpc/utf8-policy.js";
+import { KeyRing } from "./checkpoints/key-ring.js";
+import { Checkpointer } from "./checkpoints/checkpointer.js";
 
 export interface RunningServer {
   port: number;
@@ -29,6 +31,7 @@ export interface RunningServer {
   url: string;
   db: Database;
   metrics: LedgerMetrics;
+  checkpointer: Checkpointer;
   /** Set when this start created the first admin key (shown once). */
   bootstrapToken?: string;
   /** Graceful stop: refuse new work, finish in-flight commits, close. */
@@ -49,6 +52,15 @@ export async function startLedgerServer(config: ServerConfig, logger: Logger = c
   }
 
   const metrics = new LedgerMetrics();
+  let keys: KeyRing;
+  try {
+    keys = await KeyRing.open(config.keysDir, config.ledgerName);
+  } catch (err) {
+    await db.close();
+    throw err;
+  }
+  logger.info({ keysDir: config.keysDir, signingKey: keys.published().at(-1)?.verifierKey }, "checkpoint signing key ready");
+  const checkpointer = new Checkpointer(db, keys, { intervalMs: config.checkpointIntervalMs, logger, metrics });
   const notifier = new CommitNotifier();
   await notifier.start(db);
   const sequencer = new Sequencer(db, {
@@ -72,7 +84,7 @@ export async function startLedgerServer(config: ServerConfig, logger: Logger = c
 
   const handler = connectNodeAdapter({
     routes(router) {
-      router.service(LedgerService, ledgerService({ db, sequencer, notifier, limits: config.limits, metrics, shutdownSignal: shutdown.signal }));
+      router.service(LedgerService, ledgerService({ db, sequencer, notifier, limits: config.limits, metrics, shutdownSignal: shutdown.signal, checkpointer }));
       // Implemented by the agents milestone; until then every method answers Unimplemented.
       router.service(AgentRegistryService, {});
       router.service(KeyService, keyService(db));
@@ -80,7 +92,7 @@ export async function startLedgerServer(config: ServerConfig, logger: Logger = c
     },
     interceptors: [rpcErrors, authInterceptor(new ApiKeyAuthenticator(db))],
     readMaxBytes: config.limits.maxRequestBytes,
-    fallback: opsRoutes(db, metrics, () => shutdown.signal.aborted),
+    fallback: opsRoutes(db, metrics, () => shutdown.signal.aborted, keys),
   });
 
   let listener: OnePortListener;
@@ -95,6 +107,7 @@ export async function startLedgerServer(config: ServerConfig, logger: Logger = c
     await db.close();
     throw err;
   }
+  checkpointer.start();
   const scheme = config.tlsCertFile ? "https" : "http";
   const url = `${scheme}://${config.host.includes(":") ? `[${config.host}]` : config.host}:${listener.port}`;
   logger.info({ url, tls: Boolean(config.tlsCertFile) }, "listening (Connect, gRPC, gRPC-Web; HTTP/1.1 and HTTP/2)");
@@ -105,6 +118,7 @@ export async function startLedgerServer(config: ServerConfig, logger: Logger = c
     url,
     db,
     metrics,
+    checkpointer,
     bootstrapToken,
     close() {
       closing ??= (async () => {
@@ -112,6 +126,7 @@ export async function startLedgerServer(config: ServerConfig, logger: Logger = c
         shutdown.abort();
         const closed = listener.close(config.shutdownGraceMs);
         await sequencer.drain();
+        await checkpointer.stop();
         await closed;
         await notifier.stop();
         await db.close();

@@ -8,9 +8,11 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { RunningServer } from "../server/ledger-server.js";
 import { PostgresDatabase } from "../server/storage/postgres-database.js";
 import { verifyRange } from "../server/verify/verify-range.js";
+import { KeyRing } from "../server/checkpoints/key-ring.js";
+import { originOf } from "../server/checkpoints/checkpointer.js";
 import { createLedgerClient, type LedgerClient } from "../clients/node/ledger-client.js";
 import { adminUrl } from "./setup/postgres.js";
-import { createKey, databaseUrl, spawnServer, startTestServer, superuser, uniqueChain, type ServerProcess } from "./support/test-server.js";
+import { createKey, databaseUrl, keysDir, spawnServer, startTestServer, superuser, uniqueChain, type ServerProcess } from "./support/test-server.js";
 
 /** Polls `check` until it stops throwing: for server-side effects no client event announces. */
 async function eventually<T>(check: () => Promise<T>, timeoutMs = 10_000): Promise<T> {
@@ -358,7 +360,8 @@ describe("spawned server process", () => {
     // And the chain verifies end to end (hashes, links, payload digests).
     const store = new PostgresDatabase({ connectionString: databaseUrl(), max: 1 });
     try {
-      const walk = verifyRange(store, chain, undefined, undefined);
+      const keys = await KeyRing.open(keysDir(), "audit-ledger.local");
+      const walk = verifyRange(store, chain, undefined, undefined, { keys: keys.verifiers(), origin: originOf(keys.name, chain) });
       let step = await walk.next();
       while (!step.done) step = await walk.next();
       expect(step.value).toMatchObject({ valid: true, checked: acked.size, firstBreak: null });

@@ -22,7 +22,9 @@ describe("append-only storage on Postgres", () => {
   beforeAll(async () => {
     chain = uniqueChain("ao");
     const { ledger } = await clientFor(server, chain);
-    await ledger.append({ event: { kind: "x", payload: new TextEncoder().encode("{}") } });
+    // Four entries so that the tree has stored nodes, and a checkpoint over them.
+    for (let i = 0; i < 4; i++) await ledger.append({ event: { kind: "x", payload: new TextEncoder().encode("{}") } });
+    await ledger.getCheckpoint({ chain, fresh: true });
   });
 
   it("the server's sessions run as the least-privilege role", async () => {
@@ -34,9 +36,16 @@ describe("append-only storage on Postgres", () => {
     ["UPDATE entries", "UPDATE entries SET kind = 'y' WHERE chain = $1"],
     ["DELETE entries", "DELETE FROM entries WHERE chain = $1"],
     ["UPDATE payloads", "UPDATE payloads SET payload = '\\x00' WHERE chain = $1"],
-    ["DELETE payloads", "DELETE FROM payloads WHERE chain = $1"],
+    ["UPDATE merkle_nodes", "UPDATE merkle_nodes SET hash = '\\x00' WHERE chain = $1"],
+    ["DELETE merkle_nodes", "DELETE FROM merkle_nodes WHERE chain = $1"],
+    ["DELETE checkpoints", "DELETE FROM checkpoints WHERE chain = $1"],
+    ["UPDATE redactions", "UPDATE redactions SET reason = 'x' WHERE chain = $1"],
   ])("the server role has no privilege to %s", async (_what, sql) => {
     await expect(server.db.query(sql, [chain])).rejects.toThrow(/permission denied/);
+  });
+
+  it("the server role may delete a payload only through a recorded redaction", async () => {
+    await expect(server.db.query("DELETE FROM payloads WHERE chain = $1", [chain])).rejects.toThrow(/no recorded redaction/);
   });
 
   it("the server role cannot truncate", async () => {
@@ -47,11 +56,16 @@ describe("append-only storage on Postgres", () => {
     ["UPDATE entries", "UPDATE entries SET kind = 'y' WHERE chain = $1"],
     ["DELETE entries", "DELETE FROM entries WHERE chain = $1"],
     ["UPDATE payloads", "UPDATE payloads SET payload = '\\x00' WHERE chain = $1"],
-    ["DELETE payloads", "DELETE FROM payloads WHERE chain = $1"],
+    ["DELETE payloads without a redaction", "DELETE FROM payloads WHERE chain = $1"],
+    ["UPDATE merkle_nodes", "UPDATE merkle_nodes SET hash = '\\x00' WHERE chain = $1"],
+    ["DELETE merkle_nodes", "DELETE FROM merkle_nodes WHERE chain = $1"],
+    ["DELETE checkpoints", "DELETE FROM checkpoints WHERE chain = $1"],
+    ["DELETE redactions", "DELETE FROM redactions WHERE chain = $1"],
   ])("triggers refuse %s even for a superuser", async (_what, sql) => {
     const su = await superuser();
     try {
-      await expect(su.query(sql, [chain])).rejects.toThrow(/append-only/);
+      await su.query("INSERT INTO redactions (chain, seq, redaction_seq, actor, reason) VALUES ($1, 999999, 999999, 'test', 'trigger test') ON CONFLICT DO NOTHING", [chain]);
+      await expect(su.query(sql, [chain])).rejects.toThrow(/append-only|no recorded redaction/);
     } finally {
       await su.end();
     }

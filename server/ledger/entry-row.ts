@@ -7,8 +7,10 @@ export const ENTRY_COLUMNS = `e.chain, e.seq, e.v, e.ts, e.occurred_at, e.source
   e.payload_type, e.payload_size, encode(e.payload_digest, 'hex') AS payload_digest, e.batch,
   encode(e.prev_hash, 'hex') AS prev_hash, encode(e.hash, 'hex') AS hash`;
 
-export const PAYLOAD_COLUMNS = `p.payload, p.salt`;
-export const PAYLOAD_JOIN = `LEFT JOIN payloads p ON p.chain = e.chain AND p.seq = e.seq`;
+export const PAYLOAD_COLUMNS = `p.payload, p.salt, rd.redaction_seq`;
+/** Payload and salt, plus the redaction that erased them, if any. */
+export const PAYLOAD_JOIN = `LEFT JOIN payloads p ON p.chain = e.chain AND p.seq = e.seq
+  LEFT JOIN redactions rd ON rd.chain = e.chain AND rd.seq = e.seq`;
 
 export interface EntryRow {
   chain: string;
@@ -34,6 +36,7 @@ export interface EntryRow {
   hash: string;
   payload?: Uint8Array | null;
   salt?: Uint8Array | null;
+  redaction_seq?: string | number | null;
 }
 
 /** Row to stored entry: NULLs become absent fields, timestamps RFC 3339 with ms. */
@@ -63,5 +66,9 @@ export function rowToEntry(r: EntryRow): StoredEntry {
   if (r.batch !== null) e.batch = r.batch;
   if (r.payload !== undefined) e.payload = r.payload;
   if (r.salt !== undefined) e.salt = r.salt;
+  if (r.redaction_seq !== undefined && r.redaction_seq !== null) {
+    e.redacted = true;
+    e.redacted_by = Number(r.redaction_seq);
+  }
   return e;
 }

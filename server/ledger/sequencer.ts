@@ -3,9 +3,22 @@
 // Postgres (SELECT ... FOR UPDATE), so several server replicas share one chain.
 import { randomBytes } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { ENVELOPE_VERSION, entryHash, payloadDigest, SALT_BYTES, type StoredEntry } from "../../chain/index.js";
+import {
+  canonicalEnvelope,
+  ENVELOPE_VERSION,
+  leafHashOfCanonical,
+  MerkleFrontier,
+  payloadDigest,
+  SALT_BYTES,
+  toHex,
+  type HashedNode,
+  type StoredEntry,
+} from "../../chain/index.js";
+import { sha256Hex } from "#sha256";
+import { loadFrontier, storedNodes } from "../merkle/tree-store.js";
 import type { Database, Queryable } from "../storage/database.js";
 import { ENTRY_COLUMNS, PAYLOAD_COLUMNS, PAYLOAD_JOIN, rowToEntry, type EntryRow } from "./entry-row.js";
+import { readRange } from "./ledger-reader.js";
 import type { PreparedEvent } from "./validate-event.js";
 
 /** NOTIFY channel carrying "chain<TAB>last seq" after each commit. */
@@ -37,8 +50,16 @@ interface SealedEvent extends PreparedEvent {
   payload_digest?: string;
 }
 
+/**
+ * Work to do in the commit's own transaction once the request's new entries are
+ * written (never for deduplicated ones). A request with a hook is committed alone, so
+ * its failure cannot take other requests down with it.
+ */
+export type AfterWrite = (tx: Queryable, entries: StoredEntry[]) => Promise<void>;
+
 interface Pending {
   events: SealedEvent[];
+  afterWrite?: AfterWrite;
   resolve: (results: Sequenced[]) => void;
   reject: (err: unknown) => void;
 }
@@ -51,6 +72,9 @@ interface ChainQueue {
 export class Sequencer {
   private readonly queues = new Map<string, ChainQueue>();
   private readonly knownChains = new Set<string>();
+  /** Each chain's tree frontier as of its last commit here; reloaded when another
+   * replica has moved the head since. */
+  private readonly frontiers = new Map<string, MerkleFrontier>();
   private readonly maxEventsPerCommit: number;
   private closed = false;
 
@@ -65,7 +89,7 @@ export class Sequencer {
    * Sequences `events` atomically (all in one transaction) and resolves after COMMIT
    * with one result per event, in order.
    */
-  append(chain: string, events: PreparedEvent[]): Promise<Sequenced[]> {
+  append(chain: string, events: PreparedEvent[], afterWrite?: AfterWrite): Promise<Sequenced[]> {
     if (this.closed) return Promise.reject(new ConnectError("server is shutting down", Code.Unavailable));
     if (events.length === 0) return Promise.resolve([]);
     let queue = this.queues.get(chain);
@@ -76,7 +100,7 @@ export class Sequencer {
     const q = queue;
     const sealed = sealPayloads(events);
     return new Promise<Sequenced[]>((resolve, reject) => {
-      q.pending.push({ events: sealed, resolve, reject });
+      q.pending.push({ events: sealed, afterWrite, resolve, reject });
       if (!q.flushing) q.flushing = this.flushLoop(chain, q);
     });
   }
@@ -96,22 +120,25 @@ export class Sequencer {
         let count = 0;
         while (q.pending.length > 0) {
           const next = q.pending[0]!;
-          if (taken.length > 0 && count + next.events.length > this.maxEventsPerCommit) break;
+          if (taken.length > 0 && (next.afterWrite || count + next.events.length > this.maxEventsPerCommit)) break;
           taken.push(q.pending.shift()!);
           count += next.events.length;
+          if (next.afterWrite) break;
         }
         const started = performance.now();
         try {
-          const results = await this.commit(chain, taken, false).catch((err: unknown) => {
+          const { results, frontier } = await this.commit(chain, taken, false).catch((err: unknown) => {
             // An idempotency key already in the chain: commit again, answering repeats
             // with their original entries. Looking keys up only then keeps the common
             // path to one statement less under the head lock.
             if (isUniqueViolation(err, "entries_idempotency")) return this.commit(chain, taken, true);
             throw err;
           });
+          this.frontiers.set(chain, frontier);
           taken.forEach((p, i) => p.resolve(results[i]!));
           this.options.onCommit?.({ chain, requests: taken.length, events: count, seconds: (performance.now() - started) / 1000 });
         } catch (err) {
+          this.frontiers.delete(chain);
           const error = ConnectError.from(err, Code.Unavailable);
           for (const p of taken) p.reject(error);
         }
@@ -121,17 +148,26 @@ export class Sequencer {
     }
   }
 
-  private commit(chain: string, requests: Pending[], lookUpKeys: boolean): Promise<Sequenced[][]> {
+  private commit(chain: string, requests: Pending[], lookUpKeys: boolean): Promise<{ results: Sequenced[][]; frontier: MerkleFrontier }> {
     return this.db.transaction(async (tx) => {
       if (!this.knownChains.has(chain)) {
         await tx.query("INSERT INTO chains (chain) VALUES ($1) ON CONFLICT DO NOTHING", [chain]);
       }
-      const head = await tx.query<{ next_seq: number; head_hash: string; head_ts: Date | null }>(
-        "SELECT next_seq, encode(head_hash, 'hex') AS head_hash, head_ts FROM chains WHERE chain = $1 FOR UPDATE",
+      const head = await tx.query<{ next_seq: number; head_hash: string; head_ts: Date | null; has_tree: boolean }>(
+        "SELECT next_seq, encode(head_hash, 'hex') AS head_hash, head_ts, tree_root IS NOT NULL AS has_tree FROM chains WHERE chain = $1 FOR UPDATE",
         [chain],
       );
       const h = head.rows[0];
       if (!h) throw new ConnectError(`chain ${chain} vanished`, Code.Internal);
+      // Extend a copy: the cached frontier must survive a rolled-back commit intact.
+      const cached = this.frontiers.get(chain);
+      const frontier =
+        cached && cached.size === h.next_seq
+          ? cached.copy()
+          : h.has_tree || h.next_seq === 0
+            ? await loadFrontier(tx, chain, h.next_seq)
+            : await buildMissingTree(tx, chain, h.next_seq);
+      const nodes: HashedNode[] = [];
 
       const existing = lookUpKeys ? await findByIdempotencyKeys(tx, chain, requests) : new Map<string, StoredEntry>();
       // Server time of sequencing, never earlier than the previous commit's, so that
@@ -176,7 +212,9 @@ export class Sequencer {
             payload: ev.payload,
             salt: ev.salt,
           };
-          entry.hash = entryHash(entry);
+          const canonical = canonicalEnvelope(entry);
+          entry.hash = sha256Hex(canonical);
+          for (const n of frontier.appendLeaf(leafHashOfCanonical(canonical))) if (n.level > 0) nodes.push(n);
           fresh.push(entry);
           if (key !== undefined) inCommit.set(key, entry);
           prev = entry.hash;
@@ -186,10 +224,15 @@ export class Sequencer {
       );
 
       if (fresh.length > 0) {
-        await writeCommit(tx, chain, ts, fresh);
+        await writeCommit(tx, chain, ts, fresh, nodes, toHex(frontier.root()));
+        for (const [i, req] of requests.entries()) {
+          if (!req.afterWrite) continue;
+          const written = results[i]!.filter((r) => !r.deduplicated).map((r) => r.entry);
+          if (written.length > 0) await req.afterWrite(tx, written);
+        }
       }
       this.knownChains.add(chain);
-      return results;
+      return { results, frontier };
     });
   }
 }
@@ -232,8 +275,8 @@ const hexOrNull = (b: Uint8Array | null | undefined) => (b ? Buffer.from(b.buffe
  * ONE statement (data-modifying CTEs): the head lock is held for as few round trips as
  * possible. Arrays are unnested server-side, which PGlite understands too.
  */
-async function writeCommit(tx: Queryable, chain: string, ts: string, entries: StoredEntry[]): Promise<void> {
-  if (tx.copyFrom) return copyCommit(tx, tx.copyFrom.bind(tx), chain, ts, entries);
+async function writeCommit(tx: Queryable, chain: string, ts: string, entries: StoredEntry[], nodes: HashedNode[], treeRoot: string): Promise<void> {
+  if (tx.copyFrom) return copyCommit(tx, tx.copyFrom.bind(tx), chain, ts, entries, nodes, treeRoot);
   const col = <T>(pick: (e: StoredEntry) => T) => entries.map(pick);
   const withPayload = entries.filter((e) => e.payload);
   const last = entries[entries.length - 1]!;
@@ -252,8 +295,11 @@ async function writeCommit(tx: Queryable, chain: string, ts: string, entries: St
        INSERT INTO payloads (chain, seq, salt, payload)
        SELECT $1, p.seq, decode(p.salt, 'hex'), decode(p.payload, 'hex')
        FROM unnest($21::bigint[], $22::text[], $23::text[]) AS p(seq, salt, payload)
+     ), new_nodes AS (
+       INSERT INTO merkle_nodes (chain, level, idx, hash)
+       SELECT $1, n.level, n.idx, decode(n.hash, 'hex') FROM unnest($28::smallint[], $29::bigint[], $30::text[]) AS n(level, idx, hash)
      ), new_head AS (
-       UPDATE chains SET next_seq = $24, head_hash = decode($25, 'hex'), head_ts = $2::timestamptz WHERE chain = $1
+       UPDATE chains SET next_seq = $24, head_hash = decode($25, 'hex'), head_ts = $2::timestamptz, tree_root = decode($31, 'hex') WHERE chain = $1
      )
      SELECT pg_notify($26, $27)`,
     [
@@ -284,6 +330,10 @@ async function writeCommit(tx: Queryable, chain: string, ts: string, entries: St
       last.hash,
       ENTRIES_CHANNEL,
       `${chain}\t${last.seq}`,
+      nodes.map((n) => n.level),
+      nodes.map((n) => n.index),
+      nodes.map((n) => toHex(n.hash)),
+      treeRoot,
     ],
   );
 }
@@ -291,12 +341,21 @@ async function writeCommit(tx: Queryable, chain: string, ts: string, entries: St
 const ENTRY_COPY = `COPY entries (chain, seq, v, ts, occurred_at, source_type, agent, kind, subject, actor, trace_id,
   span_id, cause, idempotency_key, source_position, payload_type, payload_size, payload_digest, batch, prev_hash, hash) FROM STDIN`;
 const PAYLOAD_COPY = "COPY payloads (chain, seq, salt, payload) FROM STDIN";
+const NODE_COPY = "COPY merkle_nodes (chain, level, idx, hash) FROM STDIN";
 
 /**
  * The same writes through COPY, Postgres' bulk path: about half the database CPU per row
  * of a multi-row INSERT, which is what lets ingest approach the raw COPY rate.
  */
-async function copyCommit(tx: Queryable, copyFrom: (sql: string, data: string) => Promise<void>, chain: string, ts: string, entries: StoredEntry[]): Promise<void> {
+async function copyCommit(
+  tx: Queryable,
+  copyFrom: (sql: string, data: string) => Promise<void>,
+  chain: string,
+  ts: string,
+  entries: StoredEntry[],
+  nodes: HashedNode[],
+  treeRoot: string,
+): Promise<void> {
   const c = copyText(chain);
   let rows = "";
   let payloadRows = "";
@@ -306,11 +365,12 @@ async function copyCommit(tx: Queryable, copyFrom: (sql: string, data: string) =
   }
   await copyFrom(ENTRY_COPY, rows);
   if (payloadRows) await copyFrom(PAYLOAD_COPY, payloadRows);
+  if (nodes.length > 0) await copyFrom(NODE_COPY, nodeCopyRows(c, nodes));
   const last = entries[entries.length - 1]!;
   await tx.query(
-    `WITH new_head AS (UPDATE chains SET next_seq = $2, head_hash = decode($3, 'hex'), head_ts = $4::timestamptz WHERE chain = $1)
+    `WITH new_head AS (UPDATE chains SET next_seq = $2, head_hash = decode($3, 'hex'), head_ts = $4::timestamptz, tree_root = decode($7, 'hex') WHERE chain = $1)
      SELECT pg_notify($5, $6)`,
-    [chain, last.seq + 1, last.hash, ts, ENTRIES_CHANNEL, `${chain}\t${last.seq}`],
+    [chain, last.seq + 1, last.hash, ts, ENTRIES_CHANNEL, `${chain}\t${last.seq}`, treeRoot],
   );
 }
 
@@ -324,3 +384,38 @@ function copyOpt(value: string | undefined): string {
 }
 
 const COPY_ESCAPES: Record<string, string> = { "\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r" };
+
+function nodeCopyRows(copyChain: string, nodes: HashedNode[]): string {
+  let rows = "";
+  for (const n of nodes) rows += `${copyChain}\t${n.level}\t${n.index}\t\\\\x${toHex(n.hash)}\n`;
+  return rows;
+}
+
+/**
+ * Builds the tree of a chain sequenced before the tree existed (schema 0001): reads
+ * its entries in pages and stores every complete subtree. Runs under the head lock,
+ * once per such chain.
+ */
+async function buildMissingTree(tx: Queryable, chain: string, size: number): Promise<MerkleFrontier> {
+  const frontier = new MerkleFrontier();
+  const PAGE = 10_000;
+  while (frontier.size < size) {
+    const page = await readRange(tx, chain, frontier.size, size, PAGE, false);
+    if (page.length === 0 || page[0]!.seq !== frontier.size) {
+      throw new ConnectError(`chain ${chain}: seq ${frontier.size} is missing, so its Merkle tree cannot be built`, Code.DataLoss);
+    }
+    const nodes: HashedNode[] = [];
+    for (const e of page) {
+      if (e.seq !== frontier.size) throw new ConnectError(`chain ${chain}: seq ${frontier.size} is missing`, Code.DataLoss);
+      nodes.push(...storedNodes(frontier.appendLeaf(leafHashOfCanonical(canonicalEnvelope(e)))));
+    }
+    if (nodes.length > 0) {
+      await tx.query(
+        `INSERT INTO merkle_nodes (chain, level, idx, hash)
+         SELECT $1, n.level, n.idx, decode(n.hash, 'hex') FROM unnest($2::smallint[], $3::bigint[], $4::text[]) AS n(level, idx, hash)`,
+        [chain, nodes.map((n) => n.level), nodes.map((n) => n.index), nodes.map((n) => toHex(n.hash))],
+      );
+    }
+  }
+  return frontier;
+}

@@ -42,6 +42,18 @@ export class LedgerMetrics {
     registers: [this.registry],
   });
 
+  readonly checkpointsCut = new Counter({
+    name: "audit_ledger_checkpoints_cut_total",
+    help: "Signed checkpoints cut by this server.",
+    registers: [this.registry],
+  });
+  readonly checkpointRefusals = new Counter({
+    name: "audit_ledger_checkpoint_refusals_total",
+    help: "Checkpoints this server refused to sign because the stored tree is not consistent with the previous checkpoint (tampering).",
+    labelNames: ["chain"],
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: "audit_ledger_" });
   }

@@ -28,6 +28,8 @@ import { streamEntries } from "../tail/stream-entries.js";
 import type { CommitNotifier } from "../tail/commit-notifier.js";
 import type { LedgerMetrics } from "../ops/metrics.js";
 import { toEntryMessage } from "./entry-message.js";
+import type { Checkpointer } from "../checkpoints/checkpointer.js";
+import { resolveCheckpoint, seqNumber, verifiableLogService } from "./verifiable-log-service.js";
 
 export interface LedgerServiceDeps {
   db: Database;
@@ -37,6 +39,7 @@ export interface LedgerServiceDeps {
   metrics: LedgerMetrics;
   /** Aborted at shutdown: ends live tails so the server can stop. */
   shutdownSignal: AbortSignal;
+  checkpointer: Checkpointer;
 }
 
 const BREAK_KINDS: Record<ChainBreakKind, BreakKind> = {
@@ -47,18 +50,22 @@ const BREAK_KINDS: Record<ChainBreakKind, BreakKind> = {
   unexpected_entry: BreakKind.UNEXPECTED_ENTRY,
   moved_entry: BreakKind.MOVED_ENTRY,
   truncated: BreakKind.TRUNCATED,
+  root_mismatch: BreakKind.ROOT_MISMATCH,
+  bad_signature: BreakKind.BAD_SIGNATURE,
 };
 
 const MAX_QUERY_LIMIT = 1000;
 
 export function ledgerService(deps: LedgerServiceDeps): Partial<ServiceImpl<typeof LedgerService>> {
-  const { db, sequencer, notifier, limits, metrics, shutdownSignal } = deps;
+  const { db, sequencer, notifier, limits, metrics, shutdownSignal, checkpointer } = deps;
 
   const record = (results: { deduplicated: boolean }[]) => {
     for (const r of results) (r.deduplicated ? metrics.deduplicated : metrics.appendedEntries).inc();
   };
 
   return {
+    ...verifiableLogService({ db, sequencer, checkpointer, limits }),
+
     async append(req, ctx) {
       const { principal, chain } = chainOf(ctx, req.chain);
       if (!req.event) throw invalid("event: required");
@@ -91,10 +98,14 @@ export function ledgerService(deps: LedgerServiceDeps): Partial<ServiceImpl<type
 
     async query(req, ctx) {
       const { chain } = chainOf(ctx, req.chain);
-      if (req.asOfTreeSize !== undefined) {
-        throw new ConnectError("as_of_tree_size needs signed checkpoints, which this server does not cut yet", Code.Unimplemented);
-      }
       const filter = toFilter(req.filter);
+      if (req.asOfTreeSize !== undefined) {
+        // Answer from the state a signed checkpoint commits to: entries below its size.
+        const asOf = seqNumber(req.asOfTreeSize, "as_of_tree_size");
+        if (asOf === 0) throw invalid("as_of_tree_size: must be the size of a checkpoint (> 0)");
+        await resolveCheckpoint(db, checkpointer, chain, asOf);
+        filter.toSeq = Math.min(filter.toSeq ?? asOf, asOf);
+      }
       const descending = req.order === Order.DESCENDING;
       const limit = req.limit === 0 ? 100 : req.limit;
       if (limit > MAX_QUERY_LIMIT) throw invalid(`limit: at most ${MAX_QUERY_LIMIT}`);
@@ -113,7 +124,8 @@ export function ledgerService(deps: LedgerServiceDeps): Partial<ServiceImpl<type
       const from = req.fromSeq === undefined ? undefined : seqNumber(req.fromSeq, "from_seq");
       const to = req.toSeq === undefined ? undefined : seqNumber(req.toSeq, "to_seq");
       if (from !== undefined && to !== undefined && to < from) throw invalid("to_seq: must not be below from_seq");
-      const walk = verifyRange(db, chain, from, to);
+      await checkpointer.keys.reloadIfChanged();
+      const walk = verifyRange(db, chain, from, to, { keys: checkpointer.keys.verifiers(), origin: checkpointer.origin(chain) });
       for (;;) {
         const step = await walk.next();
         if (step.done) {
@@ -177,10 +189,6 @@ export function ledgerService(deps: LedgerServiceDeps): Partial<ServiceImpl<type
   };
 }
 
-function seqNumber(value: bigint, field: string): number {
-  if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw invalid(`${field}: ${value} is beyond any chain`);
-  return Number(value);
-}
 
 function toFilter(f: EntryFilterMessage | undefined): EntryFilter {
   const out: EntryFilter = {};

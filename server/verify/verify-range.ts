@@ -1,8 +1,25 @@
-// Verify (SPEC §3): walk a range of the chain, recompute every hash and link and
-// payload digest, and report the first break. Yields progress while it walks.
-import { ChainWalker, ZERO_HASH, type ChainBreak, type StoredEntry } from "../../chain/index.js";
+// Verify (SPEC §3): walk a range of the chain, recompute every hash, link and payload
+// digest, rebuild the Merkle tree and hold its root to every signed checkpoint in the
+// range, and report the first break. Yields progress while it walks.
+import {
+  ChainWalker,
+  equalBytes,
+  leafHashOfCanonical,
+  MerkleFrontier,
+  NoteError,
+  openCheckpoint,
+  rangeNodes,
+  toHex,
+  ZERO_HASH,
+  type ChainBreak,
+  type StoredEntry,
+  type VerifierKey,
+} from "../../chain/index.js";
 import type { Database } from "../storage/database.js";
 import { readEntry, readHead, readRange } from "../ledger/ledger-reader.js";
+import { checkpointsBetween, latestCheckpoint, type StoredCheckpoint } from "../checkpoints/checkpointer.js";
+import { loadFrontier, MissingNodeError } from "../merkle/tree-store.js";
+import { checkRedactionClaims } from "./redaction-claims.js";
 
 export interface VerifyProgress {
   checked: number;
@@ -14,6 +31,14 @@ export interface VerifyVerdict {
   checked: number;
   firstBreak: ChainBreak | null;
   redacted: number[];
+  /** Signed checkpoints whose roots were recomputed and matched. */
+  checkpointsChecked: number;
+}
+
+/** What Verify trusts: the keys that sign this chain's checkpoints and their origin. */
+export interface VerifyTrust {
+  keys: VerifierKey[];
+  origin: string;
 }
 
 const PAGE = 5000;
@@ -23,23 +48,64 @@ export async function* verifyRange(
   chain: string,
   from: number | undefined,
   to: number | undefined,
+  trust: VerifyTrust,
   progressEvery = PAGE,
 ): AsyncGenerator<VerifyProgress, VerifyVerdict> {
   const head = await readHead(db, chain);
+  const latest = await latestCheckpoint(db, chain, trust.origin);
   const start = from ?? 0;
   // Without an explicit end, read everything stored, so rows beyond the head show up.
   const end = to ?? Number.MAX_SAFE_INTEGER;
-  const expectedEnd = Math.min(end, head.count);
+  // A signed checkpoint larger than the head means the tail was cut.
+  const committed = Math.max(head.count, latest?.treeSize ?? 0);
+  const expectedEnd = Math.min(end, committed);
+  const verdict = (walker: ChainWalker | null, firstBreak: ChainBreak | null, checkpointsChecked = 0): VerifyVerdict => ({
+    valid: firstBreak === null,
+    checked: walker?.checked ?? 0,
+    firstBreak,
+    redacted: walker?.redacted ?? [],
+    checkpointsChecked,
+  });
 
   let prevHash = ZERO_HASH;
   if (start > 0) {
     const anchor = await readEntry(db, chain, start - 1, false);
     if (!anchor) {
-      return { valid: false, checked: 0, firstBreak: { seq: start - 1, kind: "missing_entry", reason: `seq ${start - 1}, the anchor of the range, is missing` }, redacted: [] };
+      return verdict(null, { seq: start - 1, kind: "missing_entry", reason: `seq ${start - 1}, the anchor of the range, is missing` });
     }
     prevHash = anchor.hash;
   }
-  const walker = new ChainWalker(start, prevHash, head.count);
+
+  // The tree left of the range comes from stored nodes: if they were rewritten, the
+  // roots below will not match the signed checkpoints.
+  let frontier: MerkleFrontier;
+  try {
+    frontier = start === 0 ? new MerkleFrontier() : await loadFrontier(db, chain, start);
+  } catch (err) {
+    if (!(err instanceof MissingNodeError)) throw err;
+    return verdict(null, { seq: start, kind: "root_mismatch", reason: `${err.message}: the tree left of seq ${start} cannot be rebuilt` });
+  }
+
+  // Checkpoints inside the range, each checked when the walk reaches its size.
+  const checkpoints = await checkpointsBetween(db, chain, start, expectedEnd, trust.origin);
+  let nextCheckpoint = 0;
+  let lastGood = start;
+  let checkpointsChecked = 0;
+
+  const walker: ChainWalker = new ChainWalker(start, prevHash, head.count, (e, canonical) => {
+    frontier.appendLeaf(leafHashOfCanonical(canonical));
+    while (nextCheckpoint < checkpoints.length && checkpoints[nextCheckpoint]!.treeSize === frontier.size) {
+      const cp = checkpoints[nextCheckpoint++]!;
+      const problem = checkpointProblem(cp, frontier, trust);
+      if (problem) {
+        walker.breakAt(lastGood, problem.kind, problem.reason(lastGood));
+        return;
+      }
+      checkpointsChecked++;
+      lastGood = cp.treeSize;
+    }
+  });
+
   let lastReport = 0;
   // Read the next page while this one is hashed: Postgres and Node work side by side.
   let pending: Promise<StoredEntry[]> | null = start < end ? readRange(db, chain, start, end, PAGE, true) : null;
@@ -57,6 +123,70 @@ export async function* verifyRange(
       yield { checked: walker.checked, total: Math.max(expectedEnd - start, 0) };
     }
   }
-  const firstBreak = walker.finish(expectedEnd);
-  return { valid: firstBreak === null, checked: walker.checked, firstBreak, redacted: walker.redacted };
+  let firstBreak = walker.finish(expectedEnd);
+  if (firstBreak?.kind === "truncated" && latest && latest.treeSize > head.count) {
+    firstBreak = {
+      ...firstBreak,
+      reason: `signed checkpoint ${latest.treeSize} covers seq 0..${latest.treeSize - 1}, but the chain ends at seq ${head.count - 1}: entries were removed from the tail`,
+    };
+  }
+  // A payload counts as redacted only if the redaction entry it names really erased it.
+  const claimBreak = await checkRedactionClaims(db, chain, walker.redactionClaims());
+  if (claimBreak && (!firstBreak || claimBreak.seq < firstBreak.seq)) firstBreak = claimBreak;
+  // The stored nodes serve every proof: they must agree with the entries.
+  if (!firstBreak && to === undefined && frontier.size === head.count) firstBreak = await storedTreeBreak(db, chain, frontier);
+  return verdict(walker, firstBreak, checkpointsChecked);
+}
+
+interface CheckpointProblem {
+  kind: "root_mismatch" | "bad_signature";
+  reason: (lastGood: number) => string;
+}
+
+function checkpointProblem(cp: StoredCheckpoint, frontier: MerkleFrontier, trust: VerifyTrust): CheckpointProblem | null {
+  let signedRoot: Uint8Array;
+  try {
+    const opened = openCheckpoint(cp.note, trust.keys, trust.origin);
+    if (opened.size !== cp.treeSize) throw new NoteError(`its note says size ${opened.size}, not ${cp.treeSize}`);
+    signedRoot = opened.root;
+  } catch (err) {
+    if (!(err instanceof NoteError)) throw err;
+    return {
+      kind: "bad_signature",
+      reason: () => `checkpoint ${cp.treeSize} (key ${cp.keyId}) does not verify: ${err.message}`,
+    };
+  }
+  if (equalBytes(signedRoot, frontier.root())) return null;
+  return {
+    kind: "root_mismatch",
+    reason: (lastGood) =>
+      `the Merkle root of entries 0..${cp.treeSize - 1} differs from signed checkpoint ${cp.treeSize}: ` +
+      `an entry in seq ${lastGood}..${cp.treeSize - 1}${lastGood > 0 ? ` (or before seq ${lastGood}, if the stored tree was rewritten)` : ""} ` +
+      `was changed and every later hash recomputed`,
+  };
+}
+
+/** Compares the stored frontier at the head with the one rebuilt from the entries. */
+async function storedTreeBreak(db: Database, chain: string, rebuilt: MerkleFrontier): Promise<ChainBreak | null> {
+  let stored: MerkleFrontier;
+  try {
+    stored = await loadFrontier(db, chain, rebuilt.size);
+  } catch (err) {
+    if (!(err instanceof MissingNodeError)) throw err;
+    return { seq: err.node.index * 2 ** err.node.level, kind: "root_mismatch", reason: err.message };
+  }
+  const ids = rangeNodes(0, rebuilt.size);
+  const a = stored.hashes();
+  const b = rebuilt.hashes();
+  for (let i = 0; i < ids.length; i++) {
+    if (!equalBytes(a[i]!, b[i]!)) {
+      const first = ids[i]!.index * 2 ** ids[i]!.level;
+      return {
+        seq: first,
+        kind: "root_mismatch",
+        reason: `the stored Merkle node over seq ${first}..${first + 2 ** ids[i]!.level - 1} (${toHex(a[i]!).slice(0, 12)}…) differs from the entries (${toHex(b[i]!).slice(0, 12)}…): proofs served from it would fail`,
+      };
+    }
+  }
+  return null;
 }

@@ -11,6 +11,7 @@ import { createLogger } from "../../server/ops/logger.js";
 import { createLedgerClient, type LedgerClientOptions } from "../../clients/node/ledger-client.js";
 
 export const databaseUrl = () => inject("databaseUrl");
+export const keysDir = () => inject("keysDir");
 
 /** A chain name no other test uses. */
 export function uniqueChain(prefix = "t"): string {
@@ -22,6 +23,7 @@ export async function startTestServer(overrides: Partial<ServerConfig> = {}): Pr
     ...configFromEnv({}),
     port: 0,
     databaseUrl: databaseUrl(),
+    keysDir: keysDir(),
     bootstrapAdminKey: false,
     shutdownGraceMs: 2000,
     ...overrides,
@@ -68,7 +70,7 @@ export interface ServerProcess {
 /** Runs `audit-ledger serve` as a child process and resolves once it listens. */
 export async function spawnServer(env: Record<string, string> = {}): Promise<ServerProcess> {
   const child = spawn(process.execPath, ["--import", "tsx", "clients/cli/main.ts", "serve", "--port", "0"], {
-    env: { ...process.env, DATABASE_URL: databaseUrl(), BOOTSTRAP_ADMIN_KEY: "false", LOG_LEVEL: "info", ...env },
+    env: { ...process.env, DATABASE_URL: databaseUrl(), KEYS_DIR: keysDir(), BOOTSTRAP_ADMIN_KEY: "false", LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";

@@ -1,0 +1,177 @@
+// Cuts signed checkpoints: at least once a second for every chain whose head moved,
+// and on demand. Before signing it proves the new tree consistent with the previous
+// checkpoint from the stored nodes, so it never signs two inconsistent trees; a
+// refusal means the store was tampered with and is logged loudly.
+import { Code, ConnectError } from "@connectrpc/connect";
+import { checkConsistency, equalBytes, keyIdHex, openCheckpoint, ProofError, signCheckpoint, toHex } from "../../chain/index.js";
+import type { Database, Queryable } from "../storage/database.js";
+import type { Logger } from "../ops/logger.js";
+import type { LedgerMetrics } from "../ops/metrics.js";
+import { consistencyProof, rootAt, toBytes } from "../merkle/tree-store.js";
+import type { KeyRing } from "./key-ring.js";
+
+export interface StoredCheckpoint {
+  chain: string;
+  origin: string;
+  treeSize: number;
+  root: Uint8Array;
+  note: string;
+  keyId: string;
+  cutAt: Date;
+}
+
+interface CheckpointRow {
+  chain: string;
+  tree_size: string | number;
+  root: Uint8Array;
+  note: string;
+  key_id: string;
+  cut_at: Date;
+}
+
+const CHECKPOINT_COLUMNS = "chain, tree_size, root, note, key_id, cut_at";
+
+function fromRow(r: CheckpointRow, origin: string): StoredCheckpoint {
+  return { chain: r.chain, origin, treeSize: Number(r.tree_size), root: toBytes(r.root), note: r.note, keyId: r.key_id, cutAt: r.cut_at };
+}
+
+/** The checkpoint origin line of a chain: "<key name>/<chain>". */
+export function originOf(keyName: string, chain: string): string {
+  return `${keyName}/${chain}`;
+}
+
+export async function latestCheckpoint(q: Queryable, chain: string, origin: string): Promise<StoredCheckpoint | null> {
+  const res = await q.query<CheckpointRow>(`SELECT ${CHECKPOINT_COLUMNS} FROM checkpoints WHERE chain = $1 ORDER BY tree_size DESC LIMIT 1`, [chain]);
+  return res.rows[0] ? fromRow(res.rows[0], origin) : null;
+}
+
+export async function checkpointAt(q: Queryable, chain: string, size: number, origin: string): Promise<StoredCheckpoint | null> {
+  const res = await q.query<CheckpointRow>(`SELECT ${CHECKPOINT_COLUMNS} FROM checkpoints WHERE chain = $1 AND tree_size = $2`, [chain, size]);
+  return res.rows[0] ? fromRow(res.rows[0], origin) : null;
+}
+
+/** Checkpoints with from < size <= to, ascending. */
+export async function checkpointsBetween(q: Queryable, chain: string, from: number, to: number, origin: string): Promise<StoredCheckpoint[]> {
+  const res = await q.query<CheckpointRow>(
+    `SELECT ${CHECKPOINT_COLUMNS} FROM checkpoints WHERE chain = $1 AND tree_size > $2 AND tree_size <= $3 ORDER BY tree_size`,
+    [chain, from, to],
+  );
+  return res.rows.map((r) => fromRow(r, origin));
+}
+
+export interface CheckpointerOptions {
+  intervalMs: number;
+  logger: Logger;
+  metrics: LedgerMetrics;
+}
+
+export class Checkpointer {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+
+  constructor(
+    private readonly db: Database,
+    readonly keys: KeyRing,
+    private readonly options: CheckpointerOptions,
+  ) {}
+
+  origin(chain: string): string {
+    return originOf(this.keys.name, chain);
+  }
+
+  start(): void {
+    if (this.options.intervalMs <= 0) return;
+    this.timer = setInterval(() => {
+      // Never overlap rounds: a slow round simply delays the next.
+      this.running ??= this.cutDue()
+        .catch((err: unknown) => this.options.logger.error({ err }, "checkpoint round failed"))
+        .finally(() => {
+          this.running = null;
+        });
+    }, this.options.intervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.running;
+  }
+
+  /** Cuts a checkpoint for every chain whose head is past its latest checkpoint. */
+  async cutDue(): Promise<void> {
+    await this.keys.reloadIfChanged();
+    const due = await this.db.query<{ chain: string }>(
+      `SELECT c.chain FROM chains c
+       WHERE c.next_seq > COALESCE((SELECT max(k.tree_size) FROM checkpoints k WHERE k.chain = c.chain), 0)`,
+    );
+    for (const { chain } of due.rows) {
+      try {
+        await this.cut(chain);
+      } catch (err) {
+        // Already logged loudly by cut(); keep going with the other chains.
+        if (!(err instanceof ConnectError && err.code === Code.DataLoss)) throw err;
+      }
+    }
+  }
+
+  /**
+   * Signs a checkpoint over the chain's current tree, unless the latest one already
+   * covers the head, and returns the latest checkpoint. Throws DataLoss, and signs
+   * nothing, when the stored tree does not extend the previous checkpoint.
+   */
+  async cut(chain: string): Promise<StoredCheckpoint | null> {
+    const origin = this.origin(chain);
+    return this.db.transaction(async (tx) => {
+      // One cutter per chain across replicas; appends are not blocked.
+      await tx.query("SELECT pg_advisory_xact_lock(hashtextextended('audit-ledger checkpoint ' || $1, 0))", [chain]);
+      const previous = await latestCheckpoint(tx, chain, origin);
+      const head = await tx.query<{ next_seq: string | number; tree_root: Uint8Array | null }>(
+        "SELECT next_seq, tree_root FROM chains WHERE chain = $1",
+        [chain],
+      );
+      const size = Number(head.rows[0]?.next_seq ?? 0);
+      if (size === 0) return previous;
+      if (previous && size === previous.treeSize) return previous;
+      const root = await rootAt(tx, chain, size);
+      const storedRoot = head.rows[0]!.tree_root;
+      if (storedRoot && !equalBytes(toBytes(storedRoot), root)) {
+        this.refuse(chain, `the chain head's tree root ${toHex(toBytes(storedRoot)).slice(0, 16)}… differs from the root of the stored nodes at size ${size}`);
+      }
+      if (previous) {
+        if (size < previous.treeSize) {
+          this.refuse(chain, `the chain has ${size} entries but checkpoint ${previous.treeSize} was signed: entries were removed`);
+        }
+        // The previous root is taken from its signed note, not from a column an
+        // attacker could have edited.
+        let previousRoot: Uint8Array;
+        try {
+          previousRoot = openCheckpoint(previous.note, this.keys.verifiers(), origin).root;
+        } catch (err) {
+          this.refuse(chain, `the latest stored checkpoint (size ${previous.treeSize}) does not verify: ${(err as Error).message}`);
+        }
+        const proof = await consistencyProof(tx, chain, previous.treeSize, size);
+        try {
+          checkConsistency(previous.treeSize, size, previousRoot, root, proof);
+        } catch (err) {
+          if (!(err instanceof ProofError)) throw err;
+          this.refuse(chain, `the tree of ${size} entries is not consistent with signed checkpoint ${previous.treeSize}: ${err.message}`);
+        }
+      }
+      const signer = this.keys.active();
+      const note = signCheckpoint({ origin, size, root, extensions: [] }, signer);
+      const inserted = await tx.query<CheckpointRow>(
+        `INSERT INTO checkpoints (chain, tree_size, root, key_id, note) VALUES ($1, $2, decode($3, 'hex'), $4, $5) RETURNING ${CHECKPOINT_COLUMNS}`,
+        [chain, size, toHex(root), keyIdHex(signer.keyId), note],
+      );
+      this.options.metrics.checkpointsCut.inc();
+      return fromRow(inserted.rows[0]!, origin);
+    });
+  }
+
+  private refuse(chain: string, why: string): never {
+    this.options.metrics.checkpointRefusals.inc({ chain });
+    this.options.logger.error({ chain, alert: "tamper" }, `refusing to sign a checkpoint: ${why}`);
+    throw new ConnectError(`chain ${chain}: refusing to sign a checkpoint: ${why}`, Code.DataLoss);
+  }
+}
