@@ -13,3 +13,4 @@ export * from "./merkle-frontier.js";
 export * from "./merkle-proof.js";
 export * from "./signed-note.js";
 export * from "./checkpoint.js";
+export * from "./evidence-bundle.js";

@@ -459,7 +459,7 @@ describe("one port for every protocol", () => {
   });
 
   describe("(i) RPCs of later milestones answer Unimplemented", () => {
-    const LATER_LEDGER_METHODS = ["Trace", "Export"];
+    const LATER_LEDGER_METHODS = ["Trace"];
     let transport: Transport;
 
     beforeAll(async () => {

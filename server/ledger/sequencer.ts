@@ -41,6 +41,12 @@ export interface SequencerOptions {
   /** Most events one transaction sequences; more wait for the next one. */
   maxEventsPerCommit?: number;
   onCommit?: (stats: CommitStats) => void;
+  /**
+   * Maintain the Merkle tree in each commit (default true). Off only to measure what
+   * the tree costs (bench/): such a chain has no tree and cannot be checkpointed until
+   * a commit with the tree on rebuilds it.
+   */
+  maintainTree?: boolean;
 }
 
 /** A prepared event with its payload already salted and digested: that work needs no
@@ -161,8 +167,10 @@ export class Sequencer {
       if (!h) throw new ConnectError(`chain ${chain} vanished`, Code.Internal);
       // Extend a copy: the cached frontier must survive a rolled-back commit intact.
       const cached = this.frontiers.get(chain);
-      const frontier =
-        cached && cached.size === h.next_seq
+      const withTree = this.options.maintainTree !== false;
+      const frontier = !withTree
+        ? new MerkleFrontier()
+        : cached && cached.size === h.next_seq
           ? cached.copy()
           : h.has_tree || h.next_seq === 0
             ? await loadFrontier(tx, chain, h.next_seq)
@@ -214,7 +222,7 @@ export class Sequencer {
           };
           const canonical = canonicalEnvelope(entry);
           entry.hash = sha256Hex(canonical);
-          for (const n of frontier.appendLeaf(leafHashOfCanonical(canonical))) if (n.level > 0) nodes.push(n);
+          if (withTree) for (const n of frontier.appendLeaf(leafHashOfCanonical(canonical))) if (n.level > 0) nodes.push(n);
           fresh.push(entry);
           if (key !== undefined) inCommit.set(key, entry);
           prev = entry.hash;
@@ -224,7 +232,7 @@ export class Sequencer {
       );
 
       if (fresh.length > 0) {
-        await writeCommit(tx, chain, ts, fresh, nodes, toHex(frontier.root()));
+        await writeCommit(tx, chain, ts, fresh, nodes, withTree ? toHex(frontier.root()) : null);
         for (const [i, req] of requests.entries()) {
           if (!req.afterWrite) continue;
           const written = results[i]!.filter((r) => !r.deduplicated).map((r) => r.entry);
@@ -275,7 +283,7 @@ const hexOrNull = (b: Uint8Array | null | undefined) => (b ? Buffer.from(b.buffe
  * ONE statement (data-modifying CTEs): the head lock is held for as few round trips as
  * possible. Arrays are unnested server-side, which PGlite understands too.
  */
-async function writeCommit(tx: Queryable, chain: string, ts: string, entries: StoredEntry[], nodes: HashedNode[], treeRoot: string): Promise<void> {
+async function writeCommit(tx: Queryable, chain: string, ts: string, entries: StoredEntry[], nodes: HashedNode[], treeRoot: string | null): Promise<void> {
   if (tx.copyFrom) return copyCommit(tx, tx.copyFrom.bind(tx), chain, ts, entries, nodes, treeRoot);
   const col = <T>(pick: (e: StoredEntry) => T) => entries.map(pick);
   const withPayload = entries.filter((e) => e.payload);
@@ -354,7 +362,7 @@ async function copyCommit(
   ts: string,
   entries: StoredEntry[],
   nodes: HashedNode[],
-  treeRoot: string,
+  treeRoot: string | null,
 ): Promise<void> {
   const c = copyText(chain);
   let rows = "";

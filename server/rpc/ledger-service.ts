@@ -14,6 +14,7 @@ import {
   VerifyResponseSchema,
   StreamEventsResponseSchema,
   GetStatsResponseSchema,
+  ExportResponseSchema,
 } from "../../gen/auditledger/v1/ledger_service_pb.js";
 import type { BreakKind as ChainBreakKind } from "../../chain/index.js";
 import { chainOf } from "../auth/auth-interceptor.js";
@@ -29,6 +30,7 @@ import type { CommitNotifier } from "../tail/commit-notifier.js";
 import type { LedgerMetrics } from "../ops/metrics.js";
 import { toEntryMessage } from "./entry-message.js";
 import type { Checkpointer } from "../checkpoints/checkpointer.js";
+import { exportBundle } from "../export/export-bundle.js";
 import { resolveCheckpoint, seqNumber, verifiableLogService } from "./verifiable-log-service.js";
 
 export interface LedgerServiceDeps {
@@ -172,6 +174,20 @@ export function ledgerService(deps: LedgerServiceDeps): Partial<ServiceImpl<type
         }
       } finally {
         metrics.subscribers.dec();
+      }
+    },
+
+    async *export(req, ctx) {
+      const { chain } = chainOf(ctx, req.chain);
+      const chunks = exportBundle(db, checkpointer, chain, {
+        fromSeq: req.fromSeq === undefined ? undefined : seqNumber(req.fromSeq, "from_seq"),
+        toSeq: req.toSeq === undefined ? undefined : seqNumber(req.toSeq, "to_seq"),
+        fromTime: req.fromTime ? normaliseTime(req.fromTime, "from_time") : undefined,
+        toTime: req.toTime ? normaliseTime(req.toTime, "to_time") : undefined,
+      });
+      for await (const chunk of chunks) {
+        if (ctx.signal.aborted) return;
+        yield create(ExportResponseSchema, { chunk });
       }
     },
 
