@@ -26,7 +26,9 @@ export const BUNDLE_FORMAT = "audit-ledger-evidence/1";
  * request over 32 MiB, so every line a ledger can export fits. */
 export const DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024;
 
-/** `kind` of the entry a redaction appends (SPEC §2); `redacted.by_seq` names one. */
+/** `kind` of the entry a redaction appends (SPEC §2); `redacted.by_seq` names one. Its
+ * payload is the JCS object {"reason", "redacts_seq", "requested_by"}
+ * (server/redaction/redact-payload.ts). */
 export const REDACTION_KIND = "redaction";
 
 // ---------------------------------------------------------------------------------
@@ -619,8 +621,10 @@ export class BundleVerifier {
   private awaiting: { seq: number; line: number; size: number; digest: string } | null = null;
   private payloadsChecked = 0;
   private readonly redacted: number[] = [];
-  /** by_seq -> the redacted records naming it, checked when that entry arrives. */
-  private readonly redactionsBy = new Map<number, { seq: number; line: number }[]>();
+  /** by_seq -> the redacted records naming it, checked when that entry and its payload arrive. */
+  private readonly redactionsBy = new Map<number, RedactionClaimAt[]>();
+  /** The redaction entry just read, whose payload must confirm these claims. */
+  private claimsAwaitingPayload: { by: number; claims: RedactionClaimAt[] } | null = null;
   private readonly batchMembers = new Map<string, BatchMember[]>();
   private batches = 0;
   private batchesChecked = 0;
@@ -974,12 +978,18 @@ export class BundleVerifier {
     if ((e.payload_size > 0) !== (e.payload_digest !== undefined)) {
       throw new Fail(n, item, e.payload_size > 0 ? "the entry declares a payload but has no payload_digest" : "payload_digest without a payload (payload_size is 0)");
     }
-    for (const w of this.redactionsBy.get(e.seq) ?? []) {
+    const claims = this.redactionsBy.get(e.seq);
+    if (claims) {
+      const c = claims[0]!;
       if (e.kind !== REDACTION_KIND) {
-        throw new Fail(n, item, `the redacted record at line ${w.line} says this entry erased the payload of seq ${w.seq}, but its kind is ${JSON.stringify(e.kind)}, not "${REDACTION_KIND}"`);
+        throw new Fail(c.line, `redacted seq ${c.seq}`, `the record says entry seq ${e.seq} (line ${n}) erased the payload of seq ${c.seq}, but that entry's kind is ${JSON.stringify(e.kind)}, not "${REDACTION_KIND}"`);
       }
+      if (e.payload_size === 0) {
+        throw new Fail(c.line, `redacted seq ${c.seq}`, `the record says entry seq ${e.seq} (line ${n}) erased the payload of seq ${c.seq}, but that redaction entry has no payload saying so`);
+      }
+      this.redactionsBy.delete(e.seq);
+      this.claimsAwaitingPayload = { by: e.seq, claims };
     }
-    this.redactionsBy.delete(e.seq);
 
     const frontier = this.frontier!;
     frontier.appendLeaf(leafHashOfCanonical(canonical));
@@ -1026,6 +1036,11 @@ export class BundleVerifier {
       throw new Fail(n, item, `payload digest mismatch: SHA-256(salt || payload) is not the payload_digest of entry seq ${w.seq}: the payload was edited`);
     }
     this.payloadsChecked++;
+    if (this.claimsAwaitingPayload?.by === w.seq) {
+      const { claims } = this.claimsAwaitingPayload;
+      this.claimsAwaitingPayload = null;
+      checkRedactionClaims(w.seq, n, payload, claims);
+    }
   }
 
   private onRedacted(r: Json, n: number): void {
@@ -1033,13 +1048,16 @@ export class BundleVerifier {
     const item = `redacted seq ${String(r.seq)}`;
     only(r, ["t", "seq", "by_seq", "reason", "actor"], n, item);
     const w = this.takeAwaiting(r, n, item);
+    if (this.claimsAwaitingPayload?.by === w.seq) {
+      throw new Fail(n, item, `entry seq ${w.seq} is the redaction entry that erased the payload of seq ${this.claimsAwaitingPayload.claims[0]!.seq}: its own payload (the record of the erasure) cannot be redacted`);
+    }
     const by = int(r, "by_seq", n, item);
     if (typeof r.reason !== "string") throw new Fail(n, item, '"reason" must be a string');
-    str(r, "actor", n, item);
+    const actor = str(r, "actor", n, item);
     if (by <= w.seq) throw new Fail(n, item, `by_seq ${by} must be after the redacted entry seq ${w.seq}`);
     if (by < h.b) {
       const list = this.redactionsBy.get(by) ?? [];
-      list.push({ seq: w.seq, line: n });
+      list.push({ seq: w.seq, line: n, reason: r.reason, actor });
       this.redactionsBy.set(by, list);
     } else {
       this.warnings.push(`the payload of seq ${w.seq} was erased by entry seq ${by}, which lies outside the bundle: that redaction entry is not checked`);
@@ -1127,6 +1145,37 @@ export class BundleVerifier {
 }
 
 const NEWLINE = Uint8Array.of(10);
+
+/** A redacted record, waiting for the redaction entry it names. */
+interface RedactionClaimAt {
+  seq: number;
+  line: number;
+  reason: string;
+  actor: string;
+}
+
+/**
+ * The payload of redaction entry `by` (at line n) must say it erased each claimed seq,
+ * with the reason and actor the redacted record gives. One redaction erases one payload.
+ */
+function checkRedactionClaims(by: number, n: number, payload: Uint8Array, claims: RedactionClaimAt[]): void {
+  let record: { redacts_seq?: unknown; reason?: unknown; requested_by?: unknown } | null = null;
+  try {
+    const v: unknown = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(payload));
+    if (v !== null && typeof v === "object" && !Array.isArray(v)) record = v;
+  } catch {
+    // record stays null
+  }
+  for (const c of claims) {
+    const item = `redacted seq ${c.seq}`;
+    const says = `the record says entry seq ${by} erased the payload of seq ${c.seq}, but`;
+    if (!record) throw new Fail(c.line, item, `${says} that entry's payload (line ${n}) is not a redaction record`);
+    if (record.redacts_seq !== c.seq) throw new Fail(c.line, item, `${says} that entry's payload (line ${n}) says it erased seq ${String(record.redacts_seq)}`);
+    if (record.reason !== c.reason || record.requested_by !== c.actor) {
+      throw new Fail(c.line, item, `${says} the reason or actor differ from those in that entry's payload (line ${n})`);
+    }
+  }
+}
 
 function keyName(k: VerifierKey): string {
   return `${k.name}+${keyIdHex(k.keyId)}`;

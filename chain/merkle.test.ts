@@ -496,6 +496,49 @@ describe("rangeNodes", () => {
   });
 });
 
+describe("proofs in trees beyond 2^32 leaves", () => {
+  // No naive tree is that big, but the inclusion root can be recombined independently
+  // from the proof's ranges: each range lies left or right of the part covered so far.
+  const pairs: Array<[number, number]> = [
+    [0, 2 ** 32 + 1],
+    [2 ** 32, 2 ** 32 + 1],
+    [2 ** 32 - 1, 2 ** 33],
+    [2 ** 40 + 5, 2 ** 41 + 3],
+    [2 ** 52 + 12345, 2 ** 53 - 1],
+    [2 ** 53 - 2, 2 ** 53 - 1],
+  ];
+  const fake = (i: number) => sha(Uint8Array.of(i, 0x5a));
+
+  it("rootFromInclusionProof agrees with folding the proof along inclusionProofRanges", () => {
+    for (const [index, size] of pairs) {
+      const ranges = inclusionProofRanges(index, size);
+      const proof = ranges.map((_, i) => fake(i));
+      let acc = fake(255);
+      let [lo, hi] = [index, index + 1];
+      for (const [k, [b, e]] of ranges.entries()) {
+        if (b === hi) [acc, hi] = [sha(Uint8Array.of(1), acc, proof[k]!), e];
+        else if (e === lo) [acc, lo] = [sha(Uint8Array.of(1), proof[k]!, acc), b];
+        else throw new Error(`range [${b}, ${e}) is not adjacent to [${lo}, ${hi})`);
+      }
+      expect([lo, hi]).toEqual([0, size]);
+      expect(rootFromInclusionProof(index, size, fake(255), proof)).toEqual(acc);
+      expect(() => rootFromInclusionProof(index, size, fake(255), proof.slice(1))).toThrow(/too short/);
+      expect(() => rootFromInclusionProof(index, size, fake(255), [...proof, fake(9)])).toThrow(/too long/);
+    }
+  });
+
+  it("checkConsistency accepts exactly the proof length of consistencyProofRanges", () => {
+    for (const [size1, size2] of pairs) {
+      if (size1 === 0) continue;
+      const proof = consistencyProofRanges(size1, size2).map((_, i) => fake(i));
+      // Right length: only the roots can be wrong, not the shape.
+      expect(() => checkConsistency(size1, size2, fake(100), fake(101), proof)).toThrow(/does not lead to the root/);
+      expect(() => checkConsistency(size1, size2, fake(100), fake(101), proof.slice(1))).toThrow(/too short|does not lead|empty consistency proof/);
+      expect(() => checkConsistency(size1, size2, fake(100), fake(101), [...proof, fake(9)])).toThrow(/too long/);
+    }
+  });
+});
+
 // ---------------------------------------------------------------------------------
 describe("malformed inclusion proofs are rejected", () => {
   const nontrivial = rfc.inclusion.filter((v) => v.proof.length > 0);
@@ -553,7 +596,7 @@ describe("malformed inclusion proofs are rejected", () => {
       expect(() => rootFromInclusionProof(i, n, leaf, [])).toThrow(ProofError);
       expect(() => inclusionProofRanges(i, n)).toThrow(RangeError);
     }
-    // The size-1 tree's root is its leaf; the same proof at index 1 must not pass.
+    // (The same empty proof is valid at index 0 of size 1, whose root is the leaf.)
     expect(verifyInclusion(0, 1, leaf, [], leaf)).toBe(true);
   });
 

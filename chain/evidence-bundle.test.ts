@@ -1,0 +1,535 @@
+// Evidence bundles (SPEC §7): a real bundle built with buildBundle from entries, a
+// Merkle tree and signed checkpoints made by the chain module verifies; every kind of
+// corruption is reported at the first bad line, with a reason a person can act on.
+import { beforeAll, describe, expect, it } from "vitest";
+import {
+  buildBundle,
+  buildBundleText,
+  BundleBuildError,
+  entryHash,
+  formatVerifierKey,
+  fromBase64,
+  generateSignerKey,
+  parseVerifierKey,
+  planBundle,
+  rootOfLeaves,
+  signCheckpoint,
+  splitBundleLines,
+  toBase64,
+  verifyBundle,
+  type BundleEntryInput,
+  type BundleVerdict,
+  type SignerKey,
+  type VerifierKey,
+  type VerifyBundleOptions,
+} from "./index.js";
+import {
+  FIXTURE_ORIGIN,
+  KEY_NAME,
+  lineWhere,
+  linesOf,
+  makeBundleFixture,
+  textOf,
+  type BundleFixture,
+} from "../test/support/bundle-fixture.js";
+
+type Rec = Record<string, unknown>;
+
+let f: BundleFixture;
+let lines: string[];
+let pinned: VerifierKey[];
+let rogue: SignerKey;
+
+beforeAll(async () => {
+  f = await makeBundleFixture();
+  lines = linesOf(f.text);
+  pinned = [f.keys.old, f.keys.current].map((k) => parseVerifierKey(formatVerifierKey(k)));
+  rogue = generateSignerKey(KEY_NAME);
+});
+
+const verify = (ls: Iterable<string | Uint8Array> | AsyncIterable<string | Uint8Array>, o: VerifyBundleOptions = {}) => verifyBundle(ls, o);
+
+/** Line numbers of the fixture (see makeBundleFixture): header, 2 keys, checkpoints 7/12/20, ... */
+const at = {
+  entry: (seq: number) => lineWhere(lines, (r) => r.t === "entry" && r.seq === seq),
+  payload: (seq: number) => lineWhere(lines, (r) => r.t === "payload" && r.seq === seq),
+  checkpoint: (size: number) => lineWhere(lines, (r) => r.t === "checkpoint" && String(r.note).split("\n")[1] === String(size)),
+  type: (t: string) => lineWhere(lines, (r) => r.t === t),
+};
+
+/** A copy of the lines with line n (1-based) rewritten through `edit`. */
+function edited(ls: string[], n: number, edit: (r: Rec) => void): string[] {
+  const out = [...ls];
+  const rec = JSON.parse(out[n - 1]!) as Rec;
+  edit(rec);
+  out[n - 1] = JSON.stringify(rec);
+  return out;
+}
+
+function without(ls: string[], ...ns: number[]): string[] {
+  return ls.filter((_, i) => !ns.includes(i + 1));
+}
+
+function inserted(ls: string[], after: number, ...add: string[]): string[] {
+  return [...ls.slice(0, after), ...add, ...ls.slice(after)];
+}
+
+function expectFailure(v: BundleVerdict, line: number, item: string | RegExp, reason: RegExp): void {
+  expect(v.ok, JSON.stringify(v.first_failure)).toBe(false);
+  expect(v.first_failure?.line, JSON.stringify(v.first_failure)).toBe(line);
+  if (typeof item === "string") expect(v.first_failure?.item).toBe(item);
+  else expect(v.first_failure?.item).toMatch(item);
+  expect(v.first_failure?.reason).toMatch(reason);
+}
+
+/** A checkpoint note with one bit of its (first) signature flipped. */
+function flipSignatureBit(note: string): string {
+  const split = note.lastIndexOf("\n\n");
+  const sigLine = note.slice(split + 2, -1);
+  const [dash, name, b64] = sigLine.split(" ") as [string, string, string];
+  const raw = fromBase64(b64);
+  raw[raw.length - 1]! ^= 0x01;
+  return `${note.slice(0, split + 2)}${dash} ${name} ${toBase64(raw)}\n`;
+}
+
+/** The body line `index` (0 origin, 1 size, 2 root) of a note replaced. */
+function withBodyLine(note: string, index: number, value: string): string {
+  const parts = note.split("\n");
+  parts[index] = value;
+  return parts.join("\n");
+}
+
+describe("a valid bundle", () => {
+  it("verifies against the bundle's own keys, with a warning that they are self-asserted", async () => {
+    const v = await verify(lines);
+    expect(v.first_failure).toBeUndefined();
+    expect(v).toMatchObject({
+      ok: true,
+      format: "audit-ledger-evidence/1",
+      chain: "bundle-test",
+      origin: FIXTURE_ORIGIN,
+      from_seq: 5,
+      to_seq: 13,
+      entries: 8,
+      payloads_checked: 3, // seqs 6 and 12, and the redaction entry 11
+      redacted: [9],
+      checkpoints_checked: 3,
+      consistency_checked: 2,
+      batches: 0,
+      keys_trusted_from: "bundle",
+    });
+    expect(v.checkpoints.map((c) => [c.size, c.anchor])).toEqual([[7, false], [12, false], [20, true]]);
+    expect(v.checkpoints.map((c) => c.key)).toEqual([pinned[0], pinned[0], pinned[1]].map((k) => `${k!.name}+${k!.keyId.toString(16).padStart(8, "0")}`));
+    expect(v.keys).toHaveLength(2);
+    expect(v.warnings).toEqual([expect.stringMatching(/self-asserted/)]);
+  });
+
+  it("verifies against pinned keys (current and retired), with no warning", async () => {
+    const v = await verify(lines, { trustedKeys: pinned });
+    expect(v).toMatchObject({ ok: true, keys_trusted_from: "pinned", checkpoints_checked: 3, warnings: [] });
+  });
+
+  it("reads the same from a byte stream cut at arbitrary points, and from lines that keep their newline", async () => {
+    const bytes = new TextEncoder().encode(f.text);
+    async function* chunks(size: number) {
+      for (let i = 0; i < bytes.length; i += size) yield bytes.subarray(i, i + size);
+    }
+    const whole = await verify(lines, { trustedKeys: pinned });
+    for (const size of [1, 7, 64, 100_000]) {
+      expect(await verify(splitBundleLines(chunks(size)), { trustedKeys: pinned })).toEqual(whole);
+    }
+    expect(await verify(lines.map((l) => l + "\n"), { trustedKeys: pinned })).toEqual(whole);
+  });
+
+  it("starting at seq 0, ending exactly at a checkpoint (the anchor needs no completion hashes)", async () => {
+    const g = await makeBundleFixture({ fromSeq: 0, toSeq: 12, checkpointSizes: [4, 7, 12], redact: { seq: 3, by: 10 } });
+    const gl = linesOf(g.text);
+    expect(JSON.parse(gl[gl.length - 2]!)).toMatchObject({ t: "completion", from_size: 12, to_size: 12, hashes: [] });
+    expect(JSON.parse(gl.find((l) => l.includes('"t":"frontier"'))!)).toMatchObject({ size: 0, hashes: [] });
+    const v = await verify(gl, { trustedKeys: pinned });
+    expect(v).toMatchObject({ ok: true, entries: 12, redacted: [3], checkpoints_checked: 3 });
+  });
+
+  it("an empty window still proves the frontier against the anchor", async () => {
+    const g = await makeBundleFixture({ fromSeq: 13, toSeq: 13, checkpointSizes: [20] });
+    const v = await verify(linesOf(g.text), { trustedKeys: pinned });
+    expect(v).toMatchObject({ ok: true, entries: 0, checkpoints_checked: 1 });
+    const h = await makeBundleFixture({ fromSeq: 12, toSeq: 12, checkpointSizes: [12] });
+    expect(await verify(linesOf(h.text), { trustedKeys: pinned })).toMatchObject({ ok: true, entries: 0, checkpoints_checked: 1 });
+  });
+
+  it("a payload erased by a redaction entry outside the window is reported redacted, with a warning", async () => {
+    const g = await makeBundleFixture({ redact: { seq: 6, by: 15 } });
+    const v = await verify(linesOf(g.text), { trustedKeys: pinned });
+    expect(v).toMatchObject({ ok: true, redacted: [6] });
+    expect(v.warnings).toEqual([expect.stringMatching(/seq 6 was erased by entry seq 15, which lies outside the bundle/)]);
+  });
+
+  it("agent batch records are read and counted, reported as not checked (format reserved)", async () => {
+    const text = await buildBundleText({
+      ...f.input,
+      batches: [{ agent: "zid-1", batch: "b-1", publicKey: new Uint8Array(32), signature: new Uint8Array(64), seqs: [5, 6] }],
+    });
+    const v = await verify(linesOf(text), { trustedKeys: pinned });
+    expect(v).toMatchObject({ ok: true, batches: 1, batches_checked: 0 });
+    expect(v.warnings).toEqual([expect.stringMatching(/1 agent batch signature\(s\) not checked \(format reserved\)/)]);
+  });
+});
+
+describe("a tampered bundle names the first bad line", () => {
+  it("edited entry field: hash mismatch at that entry", async () => {
+    const n = at.entry(7);
+    const v = await verify(edited(lines, n, (r) => (r.actor = "mallory")), { trustedKeys: pinned });
+    expectFailure(v, n, "entry seq 7", /hash mismatch.*the entry was edited/);
+    expect(v.entries).toBe(2);
+  });
+
+  it("edited entry with its hash recomputed: the next entry's link breaks", async () => {
+    const n = at.entry(7);
+    const v = await verify(edited(lines, n, (r) => {
+      r.actor = "mallory";
+      const { t: _t, hash: _h, ...env } = r;
+      r.hash = entryHash(env as never);
+    }), { trustedKeys: pinned });
+    expectFailure(v, at.entry(8), "entry seq 8", /prev_hash is not the hash of seq 7/);
+  });
+
+  it("entries rewritten from seq 7 on with every hash and link recomputed: the Merkle root at the next checkpoint differs", async () => {
+    const rewritten: BundleEntryInput[] = [];
+    let prev = "";
+    for (const e of f.entries.slice(5, 13)) {
+      const copy: BundleEntryInput = { ...e };
+      if (copy.seq === 7) copy.actor = "mallory";
+      if (copy.seq > 7) copy.prev_hash = prev;
+      copy.hash = entryHash(copy);
+      prev = copy.hash;
+      rewritten.push(copy);
+    }
+    const v = await verify(linesOf(await buildBundleText({ ...f.input, entries: rewritten })), { trustedKeys: pinned });
+    expectFailure(v, at.entry(11), "root at size 12", /Merkle root of entries \[0, 12\).*differs from the root that checkpoint 12/);
+    expect(v.checkpoints_checked).toBe(1);
+  });
+
+  it("edited payload: digest mismatch at the payload", async () => {
+    const n = at.payload(6);
+    const v = await verify(edited(lines, n, (r) => {
+      const p = fromBase64(r.payload as string);
+      p[0]! ^= 0x20;
+      r.payload = toBase64(p);
+    }), { trustedKeys: pinned });
+    expectFailure(v, n, "payload seq 6", /payload digest mismatch.*the payload was edited/);
+  });
+
+  it("payload of another length", async () => {
+    const n = at.payload(12);
+    const v = await verify(edited(lines, n, (r) => (r.payload = toBase64(new TextEncoder().encode("{}")))), { trustedKeys: pinned });
+    expectFailure(v, n, "payload seq 12", /payload is 2 bytes, entry seq 12 declares \d+/);
+  });
+
+  it("a payload dropped with no redacted record: failure at its entry", async () => {
+    const v = await verify(without(lines, at.payload(6)), { trustedKeys: pinned });
+    expectFailure(v, at.entry(6), "payload seq 6", /declares a \d+-byte payload, but neither a payload nor a redacted record follows it/);
+  });
+
+  it("dropped entry: 'entry seq X missing' where it should be", async () => {
+    const n = at.entry(10);
+    const v = await verify(without(lines, n), { trustedKeys: pinned });
+    expectFailure(v, n, "entry seq 10", /entry seq 10 missing: line \d+ holds seq 11/);
+  });
+
+  it("the last entry dropped: missing at the next record", async () => {
+    const v = await verify(without(lines, at.entry(12), at.payload(12)), { trustedKeys: pinned });
+    expectFailure(v, at.entry(12), "entry seq 12", /entry seq 12 missing: the entries end at seq 11/);
+  });
+
+  it("two entries swapped: 'out of order'", async () => {
+    const [n7, n8] = [at.entry(7), at.entry(8)];
+    const swapped = [...lines];
+    [swapped[n7 - 1], swapped[n8 - 1]] = [swapped[n8 - 1]!, swapped[n7 - 1]!];
+    const v = await verify(swapped, { trustedKeys: pinned });
+    expectFailure(v, n7, "entry seq 8", /entries out of order: line \d+ holds seq 8 where seq 7 belongs \(seq 7 comes later, at line \d+\)/);
+  });
+
+  it("an entry repeated", async () => {
+    const v = await verify(inserted(lines, at.entry(8), lines[at.entry(7) - 1]!), { trustedKeys: pinned });
+    expectFailure(v, at.entry(8) + 1, "entry seq 7", /out of order: seq 7 appears again after seq 8/);
+  });
+
+  it("an entry of another chain (hash recomputed)", async () => {
+    const n = at.entry(5);
+    const v = await verify(edited(lines, n, (r) => {
+      r.chain = "other";
+      const { t: _t, hash: _h, ...env } = r;
+      r.hash = entryHash(env as never);
+    }), { trustedKeys: pinned });
+    expectFailure(v, n, "entry seq 5", /belongs to chain "other", not the bundle's "bundle-test"/);
+  });
+
+  it("forged checkpoint signature (one bit flipped)", async () => {
+    const n = at.checkpoint(12);
+    const v = await verify(edited(lines, n, (r) => (r.note = flipSignatureBit(r.note as string))));
+    expectFailure(v, n, "checkpoint size 12", /signature by ledger\.test\+[0-9a-f]{8} does not verify/);
+    expect(v.checkpoints).toHaveLength(1);
+  });
+
+  it("edited checkpoint root: the signature no longer verifies", async () => {
+    const n = at.checkpoint(12);
+    const fakeRoot = toBase64(rootOfLeaves(f.leaves.slice(0, 11)));
+    const v = await verify(edited(lines, n, (r) => (r.note = withBodyLine(r.note as string, 2, fakeRoot))), { trustedKeys: pinned });
+    expectFailure(v, n, "checkpoint size 12", /does not verify/);
+  });
+
+  describe("checkpoint signed by a wrong key", () => {
+    let resigned: string[];
+    beforeAll(() => {
+      const note = signCheckpoint({ origin: FIXTURE_ORIGIN, size: 12, root: rootOfLeaves(f.leaves.slice(0, 12)), extensions: [] }, rogue);
+      resigned = edited(lines, at.checkpoint(12), (r) => (r.note = note));
+    });
+
+    it("a key the bundle does not list is refused (bundle-key mode)", async () => {
+      const v = await verify(resigned);
+      expectFailure(v, at.checkpoint(12), "checkpoint size 12", /not signed by a trusted key.*against the bundle's key records/);
+    });
+
+    it("a key that is not pinned is refused (pinned-key mode)", async () => {
+      const v = await verify(resigned, { trustedKeys: pinned });
+      expectFailure(v, at.checkpoint(12), "checkpoint size 12", /not signed by a trusted key.*against the pinned keys/);
+    });
+
+    it("listed in the bundle, it passes in bundle-key mode (with the warning) but not against pinned keys", async () => {
+      const withRogue = inserted(resigned, 3, JSON.stringify({ t: "key", vkey: formatVerifierKey(rogue), created_at: "2026-01-01T00:00:00Z" }));
+      const selfAsserted = await verify(withRogue);
+      // Only the end record's checksum notices the added line: the bundle is not signed
+      // as a whole, so the answer is to pin the ledger's keys.
+      expectFailure(selfAsserted, withRogue.length, "end", /the end record counts 22 records, the file has 23/);
+      expect(selfAsserted.checkpoints_checked).toBe(3);
+      expect(selfAsserted.warnings).toEqual([expect.stringMatching(/self-asserted/)]);
+      const v = await verify(withRogue, { trustedKeys: pinned });
+      expectFailure(v, at.checkpoint(12) + 1, "checkpoint size 12", /not signed by a trusted key/);
+    });
+
+    it("a retired key that is not pinned is refused", async () => {
+      const v = await verify(lines, { trustedKeys: [pinned[1]!] });
+      expectFailure(v, at.checkpoint(7), "checkpoint size 7", /not signed by a trusted key/);
+    });
+  });
+
+  it("a forged root re-signed by a key the attacker added: the consistency proof fails", async () => {
+    const forged = signCheckpoint({ origin: FIXTURE_ORIGIN, size: 12, root: rootOfLeaves(f.leaves.slice(1, 13)), extensions: [] }, rogue);
+    let ls = edited(lines, at.checkpoint(12), (r) => (r.note = forged));
+    ls = inserted(ls, 3, JSON.stringify({ t: "key", vkey: formatVerifierKey(rogue), created_at: "2026-01-01T00:00:00Z" }));
+    const v = await verify(ls);
+    expectFailure(v, at.type("consistency") + 1, "consistency 7->12", /consistency proof fails/);
+  });
+
+  it("a checkpoint of another origin", async () => {
+    const other = signCheckpoint({ origin: `${KEY_NAME}/other`, size: 12, root: rootOfLeaves(f.leaves.slice(0, 12)), extensions: [] }, f.keys.old);
+    const v = await verify(edited(lines, at.checkpoint(12), (r) => (r.note = other)), { trustedKeys: pinned });
+    expectFailure(v, at.checkpoint(12), "checkpoint size 12", /origin "ledger\.test\/other" is not "ledger\.test\/bundle-test"/);
+  });
+
+  it("the expected origin is enforced when given", async () => {
+    const v = await verify(lines, { trustedKeys: pinned, origin: `${KEY_NAME}/payments` });
+    expectFailure(v, 1, "header", /origin "ledger\.test\/bundle-test" is not the expected "ledger\.test\/payments"/);
+  });
+
+  it("checkpoints out of order", async () => {
+    const [a, b] = [at.checkpoint(7), at.checkpoint(12)];
+    const ls = [...lines];
+    [ls[a - 1], ls[b - 1]] = [ls[b - 1]!, ls[a - 1]!];
+    expectFailure(await verify(ls, { trustedKeys: pinned }), b, "checkpoint size 7", /sizes must strictly increase: 12 then 7/);
+  });
+
+  it("dropped consistency record: the proof is missing", async () => {
+    const first = at.type("consistency");
+    expectFailure(await verify(without(lines, first), { trustedKeys: pinned }), first, "consistency 7->12", /expected the consistency proof 7->12 here, found 12->20: the proof 7->12 is missing/);
+    expectFailure(await verify(without(lines, first + 1), { trustedKeys: pinned }), first + 1, "consistency 12->20", /consistency proof 12->20 missing/);
+  });
+
+  it("bad consistency proof (one hash edited)", async () => {
+    const n = at.type("consistency") + 1;
+    const v = await verify(edited(lines, n, (r) => {
+      const proof = r.proof as string[];
+      const h = fromBase64(proof[0]!);
+      h[5]! ^= 0xff;
+      proof[0] = toBase64(h);
+    }), { trustedKeys: pinned });
+    expectFailure(v, n, "consistency 12->20", /consistency proof fails: consistency proof does not lead to the root of the tree of 12/);
+  });
+
+  it("edited frontier hash: the root at the first checkpoint in the window differs", async () => {
+    const v = await verify(edited(lines, at.type("frontier"), (r) => {
+      const hashes = r.hashes as string[];
+      hashes[1] = toBase64(new Uint8Array(32));
+    }), { trustedKeys: pinned });
+    expectFailure(v, at.entry(6), "root at size 7", /the frontier or an entry before it was altered/);
+    expect(v.entries).toBe(2);
+    expect(v.checkpoints_checked).toBe(0);
+  });
+
+  it("frontier with a hash too few", async () => {
+    const n = at.type("frontier");
+    const v = await verify(edited(lines, n, (r) => (r.hashes as string[]).pop()), { trustedKeys: pinned });
+    expectFailure(v, n, "frontier", /a tree of 5 leaves has 2 frontier hashes, the record has 1/);
+  });
+
+  it("edited completion: the anchor's root differs", async () => {
+    const n = at.type("completion");
+    const v = await verify(edited(lines, n, (r) => {
+      const hashes = r.hashes as string[];
+      hashes[hashes.length - 1] = toBase64(new Uint8Array(32).fill(7));
+    }), { trustedKeys: pinned });
+    expectFailure(v, n, "completion", /anchor checkpoint 20.*the completion \(or the frontier\) was altered/);
+    expect(v.checkpoints_checked).toBe(2);
+  });
+
+  it("a redacted record naming an entry that is not a redaction", async () => {
+    const n = lineWhere(lines, (r) => r.t === "redacted");
+    const v = await verify(edited(lines, n, (r) => (r.by_seq = 10)), { trustedKeys: pinned });
+    expectFailure(v, n, "redacted seq 9", /entry seq 10 .* erased the payload of seq 9, but that entry's kind is "deploy", not "redaction"/);
+  });
+
+  it("a redacted record whose reason differs from the redaction entry's", async () => {
+    const n = lineWhere(lines, (r) => r.t === "redacted");
+    const v = await verify(edited(lines, n, (r) => (r.reason = "routine cleanup")), { trustedKeys: pinned });
+    expectFailure(v, n, "redacted seq 9", /reason or actor differ/);
+  });
+
+  it("a payload replaced by a redacted record that no redaction entry backs", async () => {
+    const n = at.payload(6);
+    const v = await verify(edited(lines, n, (r) => {
+      for (const k of Object.keys(r)) delete r[k];
+      Object.assign(r, { t: "redacted", seq: 6, by_seq: 11, reason: "GDPR erasure request #7", actor: "dpo" });
+    }), { trustedKeys: pinned });
+    expectFailure(v, n, "redacted seq 6", /that entry's payload .* says it erased seq 9/);
+  });
+
+  it("truncated mid-line", async () => {
+    const n = at.entry(9);
+    const cut = textOf(lines.slice(0, n - 1)) + lines[n - 1]!.slice(0, 40);
+    const v = await verify(splitBundleLines([cut]), { trustedKeys: pinned });
+    expectFailure(v, n, "file", /truncated: the last line \(\d+\) is cut off mid-record/);
+  });
+
+  it("truncated at a line boundary", async () => {
+    const n = at.entry(9);
+    const v = await verify(lines.slice(0, n), { trustedKeys: pinned });
+    expectFailure(v, n + 1, "end", /truncated: the file ends after line \d+ \(after entry seq 9 of \[5, 13\)\) without an end record/);
+    expect(v.entries).toBe(5);
+  });
+
+  it("missing end record", async () => {
+    const v = await verify(lines.slice(0, -1), { trustedKeys: pinned });
+    expectFailure(v, lines.length, "end", /truncated: .* without an end record/);
+  });
+
+  it("an empty file", async () => {
+    expectFailure(await verify([]), 1, "file", /truncated: the file is empty/);
+  });
+
+  it("a non-JSON line", async () => {
+    const n = at.entry(8);
+    const v = await verify(inserted(lines, n - 1, "this is not json"), { trustedKeys: pinned });
+    expectFailure(v, n, "line", /not valid JSON/);
+    expect(v.first_failure?.reason).not.toMatch(/truncated/);
+  });
+
+  it("a line over the size limit", async () => {
+    const n = at.checkpoint(7); // the first line longer than 200 bytes
+    expect(lines.slice(0, n - 1).every((l) => l.length <= 200)).toBe(true);
+    const v = await verify(lines, { trustedKeys: pinned, maxLineBytes: 200 });
+    expectFailure(v, n, "line", /longer than the limit of 200 bytes/);
+    // The splitter keeps memory bounded and the verifier still refuses the line.
+    const w = await verify(splitBundleLines([f.text], 200), { trustedKeys: pinned, maxLineBytes: 200 });
+    expect(w.first_failure).toEqual(v.first_failure);
+  });
+
+  it("invalid UTF-8", async () => {
+    const bytes = new TextEncoder().encode(lines[0]!);
+    const bad = Uint8Array.from([...bytes.subarray(0, -2), 0xff, ...bytes.subarray(-2)]);
+    expectFailure(await verify([bad]), 1, "line", /not valid UTF-8/);
+  });
+
+  it("a field edited that no other check covers: the end record's SHA-256", async () => {
+    const v = await verify(edited(lines, 2, (r) => (r.created_at = "2024-01-01T00:00:00.000Z")), { trustedKeys: pinned });
+    expectFailure(v, lines.length, "end", /SHA-256 of the file before the end record is .*: the file was altered/);
+  });
+
+  it("data after the end record", async () => {
+    expectFailure(await verify([...lines, lines[0]!], { trustedKeys: pinned }), lines.length + 1, "line", /data after the end record/);
+  });
+
+  it("an unknown format, a missing header, a record out of place, an unknown record type, an unknown field", async () => {
+    expectFailure(await verify(edited(lines, 1, (r) => (r.format = "audit-ledger-evidence/2"))), 1, "header", /unsupported format "audit-ledger-evidence\/2"/);
+    expectFailure(await verify(lines.slice(1)), 1, "header", /the first record must be the bundle header, found a key record/);
+    const n = at.checkpoint(20);
+    expectFailure(await verify(inserted(lines, n, lines[1]!)), n + 1, "key", /key record out of place: key records come before checkpoint records/);
+    expectFailure(await verify(inserted(lines, 1, '{"t":"comment"}')), 2, "line", /unknown record type "comment"/);
+    expectFailure(await verify(edited(lines, at.entry(5), (r) => (r.note = "x"))), at.entry(5), "entry seq 5", /unknown field "note"/);
+  });
+});
+
+describe("buildBundle", () => {
+  it("writes the records in order, entries in canonical field order, ending with a correct end record", async () => {
+    const types = lines.map((l) => (JSON.parse(l) as Rec).t);
+    expect(types).toEqual([
+      "bundle", "key", "key", "checkpoint", "checkpoint", "checkpoint", "consistency", "consistency", "frontier",
+      "entry", "entry", "payload", "entry", "entry", "entry", "redacted", "entry", "entry", "payload", "entry", "payload",
+      "completion", "end",
+    ]);
+    const entry = JSON.parse(lines[at.entry(11) - 1]!) as Rec;
+    expect(Object.keys(entry)).toEqual(["t", "actor", "agent", "cause", "chain", "kind", "payload_digest", "payload_size", "payload_type", "prev_hash", "seq", "source_type", "subject", "ts", "v", "hash"]);
+    const end = JSON.parse(lines[lines.length - 1]!) as Rec;
+    expect(end.records).toBe(lines.length - 1);
+    expect(f.text.endsWith("\n")).toBe(true);
+  });
+
+  it("refuses input the format cannot express", async () => {
+    const run = (over: Partial<typeof f.input>) => buildBundleText({ ...f.input, ...over });
+    await expect(run({ entries: f.entries.slice(5, 12) })).rejects.toThrow(/the entries end at seq 11; the window ends at seq 12/);
+    await expect(run({ entries: [...f.entries.slice(5, 7), ...f.entries.slice(8, 13)] })).rejects.toThrow(/expected entry seq 7, got 8/);
+    const noPayload = f.entries.slice(5, 13).map((e) => (e.seq === 6 ? { ...e, payload: null } : e));
+    await expect(run({ entries: noPayload })).rejects.toThrow(/entry seq 6 has a payload but neither/);
+    await expect(run({ consistency: f.input.consistency.slice(1) })).rejects.toThrow(/3 checkpoints need 2 consistency proofs/);
+    await expect(run({ frontier: [] })).rejects.toThrow(/frontier needs 2 hashes/);
+    await expect(run({ checkpoints: [f.notes.get(7)!, f.notes.get(12)!] })).rejects.toThrow(/anchor checkpoint \(size 12\) must cover the window/);
+    await expect(run({ origin: "elsewhere" })).rejects.toThrow(BundleBuildError);
+  });
+
+  it("streams: lines come out as the entries are read", async () => {
+    let read = 0;
+    async function* entries() {
+      for (const e of f.entries.slice(5, 13)) {
+        read++;
+        yield e;
+      }
+    }
+    const gen = buildBundle({ ...f.input, entries: entries() });
+    const first: string[] = [];
+    for await (const line of gen) {
+      first.push(line);
+      if (line.includes('"t":"entry"')) break;
+    }
+    expect(read).toBe(1);
+  });
+});
+
+describe("planBundle", () => {
+  it("takes every checkpoint inside the window and the smallest one covering its end", () => {
+    const plan = planBundle(5, 13, [3, 7, 12, 20, 25]);
+    expect(plan.checkpointSizes).toEqual([7, 12, 20]);
+    expect(plan.anchorSize).toBe(20);
+    expect(plan.frontier).toEqual([{ level: 2, index: 0 }, { level: 0, index: 4 }]);
+    expect(plan.completion).toEqual([{ level: 0, index: 13 }, { level: 1, index: 7 }, { level: 2, index: 4 }]);
+    expect(plan.consistency.map((c) => [c.fromSize, c.toSize])).toEqual([[7, 12], [12, 20]]);
+    expect(planBundle(5, 12, [3, 7, 12, 20]).checkpointSizes).toEqual([7, 12]);
+    expect(() => planBundle(5, 13, [3, 7, 12])).toThrow(/no checkpoint covers seq 12 yet/);
+  });
+
+  it("matches what the fixture built", () => {
+    const plan = planBundle(5, 13, f.notes.keys());
+    expect(plan.frontier).toHaveLength(f.input.frontier.length);
+    expect(plan.completion).toHaveLength(f.input.completion.length);
+    expect(plan.consistency.map((c) => c.ranges.length)).toEqual(f.input.consistency.map((c) => c.proof.length));
+  });
+});
