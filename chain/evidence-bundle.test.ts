@@ -1,6 +1,7 @@
 // Evidence bundles (SPEC §7): a real bundle built with buildBundle from entries, a
 // Merkle tree and signed checkpoints made by the chain module verifies; every kind of
 // corruption is reported at the first bad line, with a reason a person can act on.
+import { readFileSync } from "node:fs";
 import { beforeAll, describe, expect, it } from "vitest";
 import {
   buildBundle,
@@ -24,6 +25,7 @@ import {
   type VerifyBundleOptions,
 } from "./index.js";
 import {
+  applyEdits,
   FIXTURE_ORIGIN,
   KEY_NAME,
   lineWhere,
@@ -31,7 +33,8 @@ import {
   makeBundleFixture,
   textOf,
   type BundleFixture,
-} from "../test/support/bundle-fixture.js";
+  type TamperedCase,
+} from "./vectors/evidence-bundle-fixture.js";
 
 type Rec = Record<string, unknown>;
 
@@ -297,15 +300,19 @@ describe("a tampered bundle names the first bad line", () => {
     });
 
     it("listed in the bundle, it passes in bundle-key mode (with the warning) but not against pinned keys", async () => {
-      const withRogue = inserted(resigned, 3, JSON.stringify({ t: "key", vkey: formatVerifierKey(rogue), created_at: "2026-01-01T00:00:00Z" }));
-      const selfAsserted = await verify(withRogue);
-      // Only the end record's checksum notices the added line: the bundle is not signed
-      // as a whole, so the answer is to pin the ledger's keys.
-      expectFailure(selfAsserted, withRogue.length, "end", /the end record counts 22 records, the file has 23/);
-      expect(selfAsserted.checkpoints_checked).toBe(3);
+      // The attacker re-signs with a key of their own, lists it, and rewrites the end record.
+      const notes = f.input.checkpoints.map((n, i) => (i === 1 ? JSON.parse(resigned[at.checkpoint(12) - 1]!).note as string : n));
+      const text = await buildBundleText({ ...f.input, checkpoints: notes, keys: [...f.input.keys, { key: rogue, createdAt: "2026-01-01T00:00:00Z" }] });
+      const selfAsserted = await verify(linesOf(text));
+      expect(selfAsserted).toMatchObject({ ok: true, checkpoints_checked: 3, keys_trusted_from: "bundle" });
       expect(selfAsserted.warnings).toEqual([expect.stringMatching(/self-asserted/)]);
-      const v = await verify(withRogue, { trustedKeys: pinned });
+      const v = await verify(linesOf(text), { trustedKeys: pinned });
       expectFailure(v, at.checkpoint(12) + 1, "checkpoint size 12", /not signed by a trusted key/);
+    });
+
+    it("a key record added by hand is caught by the end record's count", async () => {
+      const withRogue = inserted(resigned, 3, JSON.stringify({ t: "key", vkey: formatVerifierKey(rogue), created_at: "2026-01-01T00:00:00Z" }));
+      expectFailure(await verify(withRogue), withRogue.length, "end", /the end record counts 22 records, the file has 23/);
     });
 
     it("a retired key that is not pinned is refused", async () => {
@@ -531,5 +538,35 @@ describe("planBundle", () => {
     expect(plan.frontier).toHaveLength(f.input.frontier.length);
     expect(plan.completion).toHaveLength(f.input.completion.length);
     expect(plan.consistency.map((c) => c.ranges.length)).toEqual(f.input.consistency.map((c) => c.proof.length));
+  });
+});
+
+describe("vectors (chain/vectors/evidence-bundle.*)", () => {
+  const vector = readFileSync(new URL("./vectors/evidence-bundle.ndjson", import.meta.url), "utf8");
+  const doc = JSON.parse(readFileSync(new URL("./vectors/evidence-bundle.json", import.meta.url), "utf8")) as {
+    trusted_keys: string[];
+    verdict: Record<string, unknown>;
+    cases: TamperedCase[];
+  };
+  const trustedKeys = () => doc.trusted_keys.map(parseVerifierKey);
+
+  it("the builder reproduces the vector byte for byte, and it verifies with the stated verdict", async () => {
+    expect(f.text).toBe(vector);
+    const v = await verify(splitBundleLines([vector]), { trustedKeys: trustedKeys() });
+    const { checkpoints, ...rest } = doc.verdict as { checkpoints: unknown[] };
+    expect(v).toMatchObject(rest);
+    expect(v.checkpoints.map(({ size, root, key }) => ({ size, root, key }))).toEqual(checkpoints);
+  });
+
+  it.each(doc.cases.map((c) => [c.name, c] as const))("%s", async (_name, c) => {
+    const text = applyEdits(vector, c.edits);
+    const v = await verify(splitBundleLines([new TextEncoder().encode(text)]), c.trusted_keys === "pinned" ? { trustedKeys: trustedKeys() } : {});
+    if (c.expect.ok) {
+      expect(v.first_failure).toBeUndefined();
+      expect(v.ok).toBe(true);
+    } else {
+      expect(v.ok).toBe(false);
+      expect({ line: v.first_failure?.line, item: v.first_failure?.item }).toEqual({ line: c.expect.line, item: c.expect.item });
+    }
   });
 });

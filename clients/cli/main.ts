@@ -223,6 +223,20 @@ program
     console.log(JSON.stringify({ chain: s.chain, count: Number(s.count), last_seq: s.lastSeq === undefined ? null : Number(s.lastSeq), head_hash: s.headHash, last_ts: s.lastTs || null }));
   });
 
+program
+  .command("verify-bundle")
+  .description("check an evidence bundle offline (no server, no network); exits 0 when valid, 1 when not")
+  .argument("<file>", 'bundle file written by Export ("-" for stdin)')
+  .option("--trusted-key <vkey>", "ledger public key to trust (name+hex8+base64, repeatable); without one the bundle's own keys are used", (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
+  .option("--json", "print the verdict as JSON")
+  // Usage errors exit 2 like every other error, so 1 always means "the bundle is not valid".
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
+  .action(async (file: string, o: { trustedKey?: string[]; json?: boolean }) => {
+    // Loaded only here, and only the chain module: verify-bundle needs no server code.
+    const { runVerifyBundle } = await import("./verify-bundle.js");
+    process.exitCode = await runVerifyBundle(file, { trustedKey: o.trustedKey ?? [], json: o.json });
+  });
+
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof ConnectError) {
     console.error(`audit-ledger: ${err.rawMessage} [${err.code}]`);

@@ -12,7 +12,8 @@ import type { Limits } from "../ledger/limits.js";
 import { invalid, prepareEvent } from "../ledger/validate-event.js";
 import { readEntry } from "../ledger/ledger-reader.js";
 
-export const REDACTION_KIND = "redaction";
+export { REDACTION_KIND } from "../../chain/index.js";
+import { REDACTION_KIND } from "../../chain/index.js";
 const MAX_REASON = 2000;
 
 /** The payload of a redaction entry (canonical JSON). */

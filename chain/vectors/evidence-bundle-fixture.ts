@@ -1,7 +1,9 @@
 // A real evidence bundle built from the chain module alone (no server): entries hashed
-// and linked, a Merkle tree over them, checkpoints signed by two keys (one rotated out),
-// consistency proofs, and one payload erased by a redaction entry. Shared by the chain
-// tests and the CLI tests.
+// and linked, a Merkle tree over them, checkpoints signed by two keys of one name (a
+// rotation), consistency proofs, and one payload erased by a redaction entry. Fully
+// deterministic (fixed key seeds; Ed25519 signatures are deterministic), so the default
+// bundle is the committed vector chain/vectors/evidence-bundle.ndjson. Shared by the
+// chain tests, the CLI tests and generate-bundle-vectors.ts.
 import { createHash } from "node:crypto";
 import {
   buildBundleText,
@@ -9,7 +11,7 @@ import {
   consistencyProofRanges,
   entryHash,
   entryLeafHash,
-  generateSignerKey,
+  signerKeyFromSeed,
   payloadDigest,
   rangeNodes,
   rootOfLeaves,
@@ -20,7 +22,7 @@ import {
   type BuildBundleInput,
   type BundleEntryInput,
   type SignerKey,
-} from "../../chain/index.js";
+} from "../index.js";
 
 export const FIXTURE_CHAIN = "bundle-test";
 export const KEY_NAME = "ledger.test";
@@ -54,13 +56,15 @@ export interface BundleFixture {
   notes: Map<number, string>;
 }
 
-let sharedKeys: FixtureKeys | null = null;
+/** Seed of a vector key: SHA-256("audit-ledger test vector key: " + label), as in checkpoints.json. */
+export function vectorSeed(label: string): Uint8Array {
+  return new Uint8Array(createHash("sha256").update(`audit-ledger test vector key: ${label}`).digest());
+}
 
-/** Two keys of the one ledger key name, made once per process. */
+/** Two keys of the one ledger key name: the retired one and the current one. */
 export async function fixtureKeys(): Promise<FixtureKeys> {
   await sodiumReady();
-  sharedKeys ??= { old: generateSignerKey(KEY_NAME), current: generateSignerKey(KEY_NAME) };
-  return sharedKeys;
+  return { old: signerKeyFromSeed(KEY_NAME, vectorSeed("bundle-2025")), current: signerKeyFromSeed(KEY_NAME, vectorSeed("bundle-2026")) };
 }
 
 /** Deterministic bytes (no randomness, so failures reproduce). */
@@ -189,4 +193,38 @@ export function lineWhere(lines: string[], match: (r: Record<string, unknown>) =
   });
   if (i < 0) throw new Error("no such line");
   return i + 1;
+}
+
+// Tampered variants of the vector (chain/vectors/evidence-bundle.json).
+
+/** An edit of the valid bundle; applied in order, each to the result of the one before. */
+export type BundleEdit =
+  | { op: "replace"; line: number; text: string }
+  | { op: "delete"; line: number }
+  | { op: "insert"; before: number; text: string }
+  | { op: "truncate"; bytes: number };
+
+export interface TamperedCase {
+  name: string;
+  description: string;
+  trusted_keys: "pinned" | "bundle";
+  edits: BundleEdit[];
+  expect: { ok: true } | { ok: false; line: number; item: string };
+}
+
+/** Applies edits to the bundle text, in order. */
+export function applyEdits(text: string, edits: BundleEdit[]): string {
+  let out = text;
+  for (const e of edits) {
+    if (e.op === "truncate") {
+      out = new TextDecoder().decode(new TextEncoder().encode(out).subarray(0, e.bytes));
+      continue;
+    }
+    const lines = linesOf(out);
+    if (e.op === "replace") lines[e.line - 1] = e.text;
+    else if (e.op === "delete") lines.splice(e.line - 1, 1);
+    else lines.splice(e.before - 1, 0, e.text);
+    out = textOf(lines);
+  }
+  return out;
 }
