@@ -117,10 +117,11 @@ export class ChainWalker {
     return this.claims.filter((c) => c.seq < this.next);
   }
 
-  /** Records a break found outside the walker (a Merkle root or signature check); the
-   * first one recorded wins. */
-  breakAt(seq: number, kind: BreakKind, reason: string): ChainBreak {
-    return this.broken ?? this.fail(seq, kind, reason);
+  /** Records a break found outside the walker (a Merkle root, stored node or signature
+   * check). The first one recorded wins, unless `ifEarlier` and this one's seq is lower. */
+  breakAt(seq: number, kind: BreakKind, reason: string, ifEarlier = false): ChainBreak {
+    if (this.broken && !(ifEarlier && seq < this.broken.seq)) return this.broken;
+    return this.fail(seq, kind, reason);
   }
 
   /**

@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { Command, Option } from "commander";
 import { ConnectError } from "@connectrpc/connect";
 import type { Entry } from "../../gen/auditledger/v1/entry_pb.js";
-import { Order, type EntryFilterSchema } from "../../gen/auditledger/v1/ledger_service_pb.js";
+import { BreakKind, Order, type EntryFilterSchema } from "../../gen/auditledger/v1/ledger_service_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { createLedgerClient } from "../node/ledger-client.js";
 import { entryToRow, rowJson } from "../node/entry-row.js";
@@ -57,7 +57,7 @@ program
     process.once("SIGTERM", stop);
   });
 
-const keys = program.command("keys").description("manage API keys");
+const keys = program.command("keys").description("manage API keys (create) and checkpoint signing keys (generate, signing)");
 keys
   .command("create")
   .description("create an API key; prints the token once")
@@ -87,6 +87,33 @@ keys
     }
     const res = await client().keys.createApiKey({ chain: o.forChain, scopes, name: o.name });
     console.log(JSON.stringify({ key_id: res.key?.keyId, chain: res.key?.chain, scopes: res.key?.scopes, token: res.token }));
+  });
+
+keys
+  .command("generate")
+  .description("add a checkpoint signing key (rotation): new checkpoints use it, older keys stay trusted for older ones")
+  .option("--keys-dir <dir>", "signing key folder (KEYS_DIR)", process.env.KEYS_DIR ?? ".data/keys")
+  .option("--name <name>", "key name = checkpoint origin prefix (LEDGER_NAME)", process.env.LEDGER_NAME ?? "audit-ledger.local")
+  .action(async (o: { keysDir: string; name: string }) => {
+    const { generateKeyFile } = await import("../../server/checkpoints/key-ring.js");
+    const { formatVerifierKey, keyIdHex } = await import("../../chain/index.js");
+    const k = await generateKeyFile(o.keysDir, o.name);
+    console.log(JSON.stringify({ key_id: keyIdHex(k.signer.keyId), verifier_key: formatVerifierKey(k.signer), created_at: k.createdAt, file: k.file }));
+  });
+
+keys
+  .command("signing")
+  .description("list the checkpoint signing keys in the key folder (public parts only)")
+  .option("--keys-dir <dir>", "signing key folder (KEYS_DIR)", process.env.KEYS_DIR ?? ".data/keys")
+  .option("--name <name>", "the active key's name (LEDGER_NAME)", process.env.LEDGER_NAME ?? "audit-ledger.local")
+  .action(async (o: { keysDir: string; name: string }) => {
+    const { readKeyFiles } = await import("../../server/checkpoints/key-ring.js");
+    const { formatVerifierKey, keyIdHex } = await import("../../chain/index.js");
+    const all = await readKeyFiles(o.keysDir);
+    all.forEach((k, i) => {
+      const successor = all.slice(i + 1).find((n) => n.signer.name === k.signer.name);
+      console.log(JSON.stringify({ key_id: keyIdHex(k.signer.keyId), verifier_key: formatVerifierKey(k.signer), created_at: k.createdAt, retired_at: successor?.createdAt ?? null }));
+    });
   });
 
 program
@@ -206,7 +233,16 @@ program
       } else if (msg.result.case === "verdict") {
         const v = msg.result.value;
         if (o.json) {
-          console.log(JSON.stringify({ valid: v.valid, checked: Number(v.checked), first_break_at: v.firstBreakAt === undefined ? null : Number(v.firstBreakAt), reason: v.reason }));
+          console.log(
+            JSON.stringify({
+              valid: v.valid,
+              checked: Number(v.checked),
+              first_break_at: v.firstBreakAt === undefined ? null : Number(v.firstBreakAt),
+              break_kind: v.valid ? null : BreakKind[v.breakKind].toLowerCase(),
+              reason: v.reason,
+              redacted: v.redacted.map(Number),
+            }),
+          );
         } else {
           console.log(v.valid ? `VALID: ${v.reason}` : `BROKEN at seq ${v.firstBreakAt}: ${v.reason} (checked ${v.checked})`);
         }
@@ -221,6 +257,54 @@ program
   .action(async () => {
     const s = await client().ledger.getStats({ chain: chain() });
     console.log(JSON.stringify({ chain: s.chain, count: Number(s.count), last_seq: s.lastSeq === undefined ? null : Number(s.lastSeq), head_hash: s.headHash, last_ts: s.lastTs || null }));
+  });
+
+program
+  .command("checkpoint")
+  .description("print the latest signed checkpoint (or the one of --size); --fresh cuts one over the head first")
+  .addOption(new Option("--size <n>").argParser(num("--size")))
+  .option("--fresh", "cut a checkpoint over the current head first")
+  .option("--note", "print only the signed note (C2SP tlog-checkpoint)")
+  .action(async (o: { size?: bigint; fresh?: boolean; note?: boolean }) => {
+    const { checkpoint: cp } = await client().ledger.getCheckpoint({ chain: chain(), treeSize: o.size ?? 0n, fresh: Boolean(o.fresh) });
+    if (!cp) throw new Error("the server returned no checkpoint");
+    if (o.note) process.stdout.write(cp.signedNote);
+    else console.log(JSON.stringify({ chain: cp.chain, origin: cp.origin, tree_size: Number(cp.treeSize), root: Buffer.from(cp.rootHash).toString("base64"), key_id: cp.keyId, cut_at: cp.cutAt, note: cp.signedNote }));
+  });
+
+program
+  .command("prove")
+  .description("fetch and check a proof locally: inclusion of --seq, or consistency from --from-size; exits 1 if it fails")
+  .addOption(new Option("--seq <n>", "entry to prove included").argParser(num("--seq")))
+  .addOption(new Option("--from-size <n>", "earlier tree size to prove consistent with the latest checkpoint").argParser(num("--from-size")))
+  .option("--from-root <base64>", "root you hold for --from-size (else the server's checkpoint of that size, which proves less)")
+  .addOption(new Option("--tree-size <n>", "checkpoint size to prove against (default: the latest)").argParser(num("--tree-size")))
+  .option("--trusted-key <vkey>", "ledger public key (name+hex8+base64); default: the server's published keys", (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
+  .action(async (o: { seq?: bigint; fromSize?: bigint; fromRoot?: string; treeSize?: bigint; trustedKey?: string[] }) => {
+    const { runProve } = await import("./prove.js");
+    if ((o.seq === undefined) === (o.fromSize === undefined)) throw new Error("give exactly one of --seq or --from-size");
+    process.exitCode = await runProve(client().ledger, chain(), o);
+  });
+
+program
+  .command("export")
+  .description("write an evidence bundle for a window of the chain (docs/evidence-bundle.md)")
+  .option("--from <seq-or-time>", "first seq, or RFC 3339 time (inclusive); default the start")
+  .option("--to <seq-or-time>", "end seq (exclusive), or RFC 3339 time (exclusive); default the head")
+  .requiredOption("--out <file>", 'bundle file to write ("-" for stdout)')
+  .action(async (o: { from?: string; to?: string; out: string }) => {
+    const { runExport } = await import("./export.js");
+    await runExport(client().ledger, chain(), o);
+  });
+
+program
+  .command("redact")
+  .description("erase one entry's payload and salt (admin); appends a redaction entry saying who and why")
+  .addOption(new Option("--seq <n>", "entry whose payload is erased").argParser(num("--seq")).makeOptionMandatory())
+  .requiredOption("--reason <text>", "why (recorded in the chain)")
+  .action(async (o: { seq: bigint; reason: string }) => {
+    const res = await client().ledger.redactPayload({ chain: chain(), seq: o.seq, reason: o.reason });
+    console.log(entryJson(res.redaction));
   });
 
 program

@@ -122,6 +122,8 @@ export class Checkpointer {
    */
   async cut(chain: string): Promise<StoredCheckpoint | null> {
     const origin = this.origin(chain);
+    // A key added since (rotation) signs from the very next checkpoint, on demand too.
+    await this.keys.reloadIfChanged();
     return this.db.transaction(async (tx) => {
       // One cutter per chain across replicas; appends are not blocked.
       await tx.query("SELECT pg_advisory_xact_lock(hashtextextended('audit-ledger checkpoint ' || $1, 0))", [chain]);

@@ -12,6 +12,7 @@ import {
   RedactPayloadResponseSchema,
 } from "../../gen/auditledger/v1/ledger_service_pb.js";
 import { CheckpointSchema, PublicKeySchema, type Checkpoint } from "../../gen/auditledger/v1/entry_pb.js";
+import { entryLeafHash, parseCheckpoint, parseNote, verifyInclusion } from "../../chain/index.js";
 import { chainOf } from "../auth/auth-interceptor.js";
 import type { Database } from "../storage/database.js";
 import type { Sequencer } from "../ledger/sequencer.js";
@@ -93,6 +94,14 @@ export function verifiableLogService(deps: VerifiableLogDeps): Partial<ServiceIm
       const entry = await readEntry(db, chain, seq, false);
       if (!entry) throw new ConnectError(`chain "${chain}" has no entry at seq ${seq}`, Code.DataLoss);
       const hashes = await inclusionProof(db, chain, seq, cp.treeSize);
+      // Never hand out a proof that fails against the very checkpoint it comes with.
+      const signedRoot = parseCheckpoint(parseNote(cp.note).text).root;
+      if (!verifyInclusion(seq, cp.treeSize, entryLeafHash(entry), hashes, signedRoot)) {
+        throw new ConnectError(
+          `chain "${chain}": the stored tree does not prove seq ${seq} in signed checkpoint ${cp.treeSize}: the store was altered (run Verify)`,
+          Code.DataLoss,
+        );
+      }
       return create(ProveInclusionResponseSchema, {
         proof: { leafIndex: BigInt(seq), treeSize: BigInt(cp.treeSize), hashes },
         entry: toEntryMessage(entry, false),

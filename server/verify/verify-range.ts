@@ -8,17 +8,18 @@ import {
   MerkleFrontier,
   NoteError,
   openCheckpoint,
-  rangeNodes,
+  nodeKey,
   toHex,
   ZERO_HASH,
   type ChainBreak,
+  type HashedNode,
   type StoredEntry,
   type VerifierKey,
 } from "../../chain/index.js";
 import type { Database } from "../storage/database.js";
 import { readEntry, readHead, readRange } from "../ledger/ledger-reader.js";
 import { checkpointsBetween, latestCheckpoint, type StoredCheckpoint } from "../checkpoints/checkpointer.js";
-import { loadFrontier, MissingNodeError } from "../merkle/tree-store.js";
+import { loadFrontier, MissingNodeError, readNodes } from "../merkle/tree-store.js";
 import { checkRedactionClaims } from "./redaction-claims.js";
 
 export interface VerifyProgress {
@@ -92,8 +93,11 @@ export async function* verifyRange(
   let lastGood = start;
   let checkpointsChecked = 0;
 
+  // Every complete subtree the walk rebuilds is held to its stored copy, page by page:
+  // proofs are served from the stored nodes, so they must equal the entries' tree.
+  let rebuiltNodes: HashedNode[] = [];
   const walker: ChainWalker = new ChainWalker(start, prevHash, head.count, (e, canonical) => {
-    frontier.appendLeaf(leafHashOfCanonical(canonical));
+    for (const n of frontier.appendLeaf(leafHashOfCanonical(canonical))) if (n.level > 0) rebuiltNodes.push(n);
     while (nextCheckpoint < checkpoints.length && checkpoints[nextCheckpoint]!.treeSize === frontier.size) {
       const cp = checkpoints[nextCheckpoint++]!;
       const problem = checkpointProblem(cp, frontier, trust);
@@ -114,6 +118,9 @@ export async function* verifyRange(
     const nextFrom = page.length === PAGE ? page[page.length - 1]!.seq + 1 : end;
     pending = nextFrom < end ? readRange(db, chain, nextFrom, end, PAGE, true) : null;
     for (const entry of page) if (walker.push(entry)) break;
+    const nodeBreak = await storedNodesBreak(db, chain, rebuiltNodes);
+    rebuiltNodes = [];
+    if (nodeBreak) walker.breakAt(nodeBreak.seq, nodeBreak.kind, nodeBreak.reason, true);
     if (walker.firstBreak) {
       await pending?.catch(() => undefined);
       break;
@@ -133,9 +140,10 @@ export async function* verifyRange(
   // A payload counts as redacted only if the redaction entry it names really erased it.
   const claimBreak = await checkRedactionClaims(db, chain, walker.redactionClaims());
   if (claimBreak && (!firstBreak || claimBreak.seq < firstBreak.seq)) firstBreak = claimBreak;
-  // The stored nodes serve every proof: they must agree with the entries.
-  if (!firstBreak && to === undefined && frontier.size === head.count) firstBreak = await storedTreeBreak(db, chain, frontier);
-  return verdict(walker, firstBreak, checkpointsChecked);
+  const result = verdict(walker, firstBreak, checkpointsChecked);
+  // Only entries before the first break are vouched for, redacted ones included.
+  if (firstBreak) result.redacted = result.redacted.filter((seq) => seq < firstBreak!.seq);
+  return result;
 }
 
 interface CheckpointProblem {
@@ -166,25 +174,30 @@ function checkpointProblem(cp: StoredCheckpoint, frontier: MerkleFrontier, trust
   };
 }
 
-/** Compares the stored frontier at the head with the one rebuilt from the entries. */
-async function storedTreeBreak(db: Database, chain: string, rebuilt: MerkleFrontier): Promise<ChainBreak | null> {
-  let stored: MerkleFrontier;
+/** The first rebuilt subtree whose stored copy differs or is missing, as a break at its first leaf. */
+async function storedNodesBreak(db: Database, chain: string, rebuilt: HashedNode[]): Promise<ChainBreak | null> {
+  if (rebuilt.length === 0) return null;
+  let stored: Map<string, Uint8Array>;
+  const describe = (n: HashedNode) => {
+    const first = n.index * 2 ** n.level;
+    return { first, range: `seq ${first}..${first + 2 ** n.level - 1}` };
+  };
   try {
-    stored = await loadFrontier(db, chain, rebuilt.size);
+    stored = await readNodes(db, chain, rebuilt);
   } catch (err) {
     if (!(err instanceof MissingNodeError)) throw err;
-    return { seq: err.node.index * 2 ** err.node.level, kind: "root_mismatch", reason: err.message };
+    const missing = rebuilt.find((n) => n.level === err.node.level && n.index === err.node.index) ?? rebuilt[0]!;
+    const { first, range } = describe(missing);
+    return { seq: first, kind: "root_mismatch", reason: `the stored Merkle node over ${range} is missing: proofs that need it cannot be served` };
   }
-  const ids = rangeNodes(0, rebuilt.size);
-  const a = stored.hashes();
-  const b = rebuilt.hashes();
-  for (let i = 0; i < ids.length; i++) {
-    if (!equalBytes(a[i]!, b[i]!)) {
-      const first = ids[i]!.index * 2 ** ids[i]!.level;
+  for (const n of rebuilt) {
+    const s = stored.get(nodeKey(n))!;
+    if (!equalBytes(s, n.hash)) {
+      const { first, range } = describe(n);
       return {
         seq: first,
         kind: "root_mismatch",
-        reason: `the stored Merkle node over seq ${first}..${first + 2 ** ids[i]!.level - 1} (${toHex(a[i]!).slice(0, 12)}…) differs from the entries (${toHex(b[i]!).slice(0, 12)}…): proofs served from it would fail`,
+        reason: `the stored Merkle node over ${range} (${toHex(s).slice(0, 12)}…) differs from the entries (${toHex(n.hash).slice(0, 12)}…): proofs served from it would fail`,
       };
     }
   }
