@@ -199,7 +199,7 @@ describe("audit-ledger CLI against a server process", () => {
 
       const json = await cli([...as(key), "verify", "--json", "--from-seq", "1", "--to-seq", "4"]);
       expect(json.code).toBe(0);
-      expect(JSON.parse(json.stdout)).toEqual({ valid: true, checked: 3, first_break_at: null, reason: "all 3 entries verify" });
+      expect(JSON.parse(json.stdout)).toEqual({ valid: true, checked: 3, first_break_at: null, break_kind: null, reason: "all 3 entries verify", redacted: [] });
     });
   });
 
