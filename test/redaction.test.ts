@@ -101,6 +101,24 @@ describe("RedactPayload", () => {
     expect(rows).toEqual([{ seq: 1, redaction_seq: 3, actor: keyId, reason: REASON }]);
   });
 
+  it("ten concurrent erasures of one seq: one redaction entry, every caller gets it; a squatted idempotency key changes nothing", async () => {
+    const target = await ledger.append({ event: { kind: "doc.saved", payload: new TextEncoder().encode('{"x":1}') } });
+    const seq = target.entry!.seq;
+    // An appender taking the key an older design used for redactions must not block one.
+    await ledger.append({ event: { kind: "doc.saved", idempotencyKey: `redaction:${seq}` } });
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => ledger.redactPayload({ seq, reason: `race ${i}` })));
+    const seqs = new Set(results.map((r) => r.redaction!.seq));
+    expect(seqs.size).toBe(1);
+    const redaction = results[0]!.redaction!;
+    expect(redaction.kind).toBe("redaction");
+    expect(redaction.cause).toBe(String(seq));
+    const redactions = (await ledger.query({ filter: { kind: "redaction", fromSeq: seq } })).entries;
+    expect(redactions.map((e) => e.seq)).toEqual([redaction.seq]);
+    const erased = (await ledger.getEvent({ seq, includePayload: true })).entry!;
+    expect(erased).toMatchObject({ redacted: true, payloadSalt: "" });
+    expect(erased.payload.length).toBe(0);
+  });
+
   it.each([
     ["an entry without payload", "FailedPrecondition", { seq: 0n, reason: "nothing to erase" }],
     ["the redaction entry itself", "FailedPrecondition", { seq: 3n, reason: "erase the erasure" }],

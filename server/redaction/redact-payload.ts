@@ -74,7 +74,6 @@ export async function redactPayload(
       subject: target.subject ?? "",
       actor: requestedBy,
       cause: String(seq),
-      idempotencyKey: `redaction:${seq}`,
       payloadType: "application/json",
       payload: redactionPayload({ redacts_seq: seq, reason, requested_by: requestedBy }),
     }),
@@ -83,16 +82,25 @@ export async function redactPayload(
   );
   const erase = async (tx: Queryable, written: StoredEntry[]) => {
     const redaction = written[0]!;
-    await tx.query("INSERT INTO redactions (chain, seq, redaction_seq, actor, reason) VALUES ($1, $2, $3, $4, $5)", [
-      chain,
-      seq,
-      redaction.seq,
-      requestedBy,
-      reason,
-    ]);
+    // The redactions row, not an idempotency key (which any appender could squat),
+    // makes a second erasure of one seq impossible: a racing one rolls back whole.
+    const recorded = await tx.query(
+      "INSERT INTO redactions (chain, seq, redaction_seq, actor, reason) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING seq",
+      [chain, seq, redaction.seq, requestedBy, reason],
+    );
+    if (recorded.rows.length !== 1) throw new ConnectError(`seq ${seq} was redacted by a concurrent request`, Code.AlreadyExists);
     const deleted = await tx.query("DELETE FROM payloads WHERE chain = $1 AND seq = $2 RETURNING seq", [chain, seq]);
     if (deleted.rows.length !== 1) throw new ConnectError(`seq ${seq} has no stored payload to erase`, Code.FailedPrecondition);
   };
-  const [result] = await sequencer.append(chain, [event], erase);
-  return { redaction: result!.entry, already: result!.deduplicated };
+  try {
+    const [result] = await sequencer.append(chain, [event], erase);
+    return { redaction: result!.entry, already: false };
+  } catch (err) {
+    if (!(err instanceof ConnectError && err.code === Code.AlreadyExists)) throw err;
+    // Lost a race with another erasure of the same seq: answer with that one.
+    const again = await readEntry(db, chain, seq, true);
+    const original = again?.redacted_by !== undefined ? await readEntry(db, chain, again.redacted_by, false) : null;
+    if (!original) throw err;
+    return { redaction: original, already: true };
+  }
 }
