@@ -1,6 +1,7 @@
 // The composition root: storage, sequencer, live tail, services and the one-port
 // listener, started in order and stopped in reverse.
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
+import { formatVerifierKey, parseCheckpoint, parseNote } from "../chain/index.js";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { LedgerService, file_auditledger_v1_ledger_service } from "../gen/auditledger/v1/ledger_service_pb.js";
@@ -59,7 +60,16 @@ export async function startLedgerServer(config: ServerConfig, logger: Logger = c
     await db.close();
     throw err;
   }
-  logger.info({ keysDir: config.keysDir, signingKey: keys.published().at(-1)?.verifierKey }, "checkpoint signing key ready");
+  logger.info({ keysDir: config.keysDir, signingKey: formatVerifierKey(keys.active()) }, "checkpoint signing key ready");
+  if ((statSync(config.keysDir).mode & 0o077) !== 0) {
+    logger.warn({ keysDir: config.keysDir }, "the signing key folder is readable by other users: chmod 700 it");
+  }
+  try {
+    await checkOriginUnchanged(db, config.ledgerName);
+  } catch (err) {
+    await db.close();
+    throw err;
+  }
   const checkpointer = new Checkpointer(db, keys, { intervalMs: config.checkpointIntervalMs, logger, metrics });
   const notifier = new CommitNotifier();
   await notifier.start(db);
@@ -135,6 +145,23 @@ export async function startLedgerServer(config: ServerConfig, logger: Logger = c
       return closing;
     },
   };
+}
+
+/**
+ * LEDGER_NAME is part of every checkpoint's origin and key: changing it would make
+ * every earlier checkpoint look forged. Refuse to start instead.
+ */
+async function checkOriginUnchanged(db: Database, ledgerName: string): Promise<void> {
+  const res = await db.query<{ chain: string; note: string }>("SELECT chain, note FROM checkpoints ORDER BY cut_at DESC LIMIT 1");
+  const row = res.rows[0];
+  if (!row) return;
+  const origin = parseCheckpoint(parseNote(row.note).text).origin;
+  if (origin !== `${ledgerName}/${row.chain}`) {
+    throw new Error(
+      `LEDGER_NAME is "${ledgerName}" but this database's checkpoints were signed with origin "${origin}": ` +
+        `set LEDGER_NAME back to the name they were signed under (it cannot change once checkpoints exist)`,
+    );
+  }
 }
 
 /** Applies migrations as the login role, then opens the server's least-privilege pool. */

@@ -130,3 +130,26 @@ describe("verifiable-log CLI commands", () => {
     expect(json(v.stdout)).toMatchObject({ valid: true, redacted: [4] });
   });
 });
+
+describe("LEDGER_NAME is fixed once checkpoints exist", () => {
+  test("a server started with another name refuses to start and names the origin the checkpoints carry", async () => {
+    const db = await isolatedDatabase();
+    const keysDir = mkdtempSync(join(tmpdir(), "cli-vlog-name-"));
+    try {
+      const first = await spawnServer({ DATABASE_URL: db.url, KEYS_DIR: keysDir, CHECKPOINT_INTERVAL_MS: "0" });
+      const chain = uniqueChain("name");
+      const { client } = await clientOn(db.url, first.url, chain);
+      await client.ledger.append({ event: { kind: "x" } });
+      await client.ledger.getCheckpoint({ fresh: true });
+      expect(await first.stop()).toBe(0);
+      const err = await spawnServer({ DATABASE_URL: db.url, KEYS_DIR: keysDir, LEDGER_NAME: "ledger.renamed.example" }).then(
+        () => null,
+        (e: unknown) => e as Error,
+      );
+      expect(err?.message).toMatch(/LEDGER_NAME is "ledger\.renamed\.example" but this database's checkpoints were signed with origin "audit-ledger\.local\/name-/);
+    } finally {
+      await db.drop();
+      rmSync(keysDir, { recursive: true, force: true });
+    }
+  });
+});

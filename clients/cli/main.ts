@@ -241,10 +241,15 @@ program
               break_kind: v.valid ? null : BreakKind[v.breakKind].toLowerCase(),
               reason: v.reason,
               redacted: v.redacted.map(Number),
+              checkpoints_checked: Number(v.checkpointsChecked),
             }),
           );
         } else {
-          console.log(v.valid ? `VALID: ${v.reason}` : `BROKEN at seq ${v.firstBreakAt}: ${v.reason} (checked ${v.checked})`);
+          console.log(
+            v.valid
+              ? `VALID: ${v.reason} (${v.checkpointsChecked} signed checkpoint${v.checkpointsChecked === 1n ? "" : "s"} matched)`
+              : `BROKEN at seq ${v.firstBreakAt}: ${v.reason} (checked ${v.checked})`,
+          );
         }
         process.exitCode = v.valid ? 0 : 1;
       }

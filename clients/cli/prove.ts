@@ -38,7 +38,12 @@ export async function runProve(ledger: Client<typeof LedgerService>, chain: stri
     const res = await ledger.proveInclusion({ chain, seq: o.seq, treeSize: o.treeSize ?? 0n });
     if (!res.entry || !res.checkpoint || !res.proof) throw new Error("incomplete proof response");
     const cp = openCheckpoint(res.checkpoint.signedNote, keys);
-    const leaf = entryLeafHash(entryToRow(res.entry));
+    const entry = entryToRow(res.entry);
+    // The proof must be about the entry asked for, in the chain the checkpoint names.
+    if (entry.seq !== Number(o.seq) || !cp.origin.endsWith(`/${entry.chain}`)) {
+      throw new Error(`the server answered for seq ${entry.seq} of chain ${entry.chain} under origin ${cp.origin}, not for seq ${o.seq}`);
+    }
+    const leaf = entryLeafHash(entry);
     const ok = cp.size === Number(res.proof.treeSize) && verifyInclusion(Number(o.seq), cp.size, leaf, res.proof.hashes, cp.root);
     console.log(JSON.stringify({ proven: ok, seq: Number(o.seq), tree_size: cp.size, proof_hashes: res.proof.hashes.length, checkpoint_key: `${cp.signedBy.name}` }));
     return ok ? 0 : 1;
@@ -52,7 +57,8 @@ export async function runProve(ledger: Client<typeof LedgerService>, chain: stri
     fromRoot = fromBase64(o.fromRoot);
   } else {
     const held = await ledger.getCheckpoint({ chain, treeSize: BigInt(from) });
-    fromRoot = openCheckpoint(held.checkpoint!.signedNote, keys).root;
+    // Same log: the held checkpoint must carry the origin of the latest one.
+    fromRoot = openCheckpoint(held.checkpoint!.signedNote, keys, to.origin).root;
   }
   const res = await ledger.proveConsistency({ chain, fromSize: BigInt(from), toSize: BigInt(to.size) });
   try {

@@ -7,7 +7,7 @@ import { checkConsistency, equalBytes, keyIdHex, openCheckpoint, ProofError, sig
 import type { Database, Queryable } from "../storage/database.js";
 import type { Logger } from "../ops/logger.js";
 import type { LedgerMetrics } from "../ops/metrics.js";
-import { consistencyProof, rootAt, toBytes } from "../merkle/tree-store.js";
+import { consistencyProof, MissingNodeError, rootAt, toBytes } from "../merkle/tree-store.js";
 import type { KeyRing } from "./key-ring.js";
 
 export interface StoredCheckpoint {
@@ -109,7 +109,7 @@ export class Checkpointer {
       try {
         await this.cut(chain);
       } catch (err) {
-        // Already logged loudly by cut(); keep going with the other chains.
+        // Already logged loudly and counted by cut(); keep going with the other chains.
         if (!(err instanceof ConnectError && err.code === Code.DataLoss)) throw err;
       }
     }
@@ -135,7 +135,10 @@ export class Checkpointer {
       const size = Number(head.rows[0]?.next_seq ?? 0);
       if (size === 0) return previous;
       if (previous && size === previous.treeSize) return previous;
-      const root = await rootAt(tx, chain, size);
+      const root = await rootAt(tx, chain, size).catch((err: unknown) => {
+        if (err instanceof MissingNodeError) this.refuse(chain, err.message);
+        throw err;
+      });
       const storedRoot = head.rows[0]!.tree_root;
       if (storedRoot && !equalBytes(toBytes(storedRoot), root)) {
         this.refuse(chain, `the chain head's tree root ${toHex(toBytes(storedRoot)).slice(0, 16)}… differs from the root of the stored nodes at size ${size}`);
@@ -152,7 +155,10 @@ export class Checkpointer {
         } catch (err) {
           this.refuse(chain, `the latest stored checkpoint (size ${previous.treeSize}) does not verify: ${(err as Error).message}`);
         }
-        const proof = await consistencyProof(tx, chain, previous.treeSize, size);
+        const proof = await consistencyProof(tx, chain, previous.treeSize, size).catch((err: unknown) => {
+          if (err instanceof MissingNodeError) this.refuse(chain, err.message);
+          throw err;
+        });
         try {
           checkConsistency(previous.treeSize, size, previousRoot, root, proof);
         } catch (err) {

@@ -142,6 +142,7 @@ export function ledgerService(deps: LedgerServiceDeps): Partial<ServiceImpl<type
                 reason: v.firstBreak ? v.firstBreak.reason : `all ${v.checked} entries verify`,
                 breakKind: v.firstBreak ? BREAK_KINDS[v.firstBreak.kind] : BreakKind.UNSPECIFIED,
                 redacted: v.redacted.map(BigInt),
+                checkpointsChecked: BigInt(v.checkpointsChecked),
               },
             },
           });

@@ -303,7 +303,7 @@ export type Checkpoint = Message<"auditledger.v1.Checkpoint"> & {
   rootHash: Uint8Array;
 
   /**
-   * The whole C2SP signed note, as served at the well-known URL.
+   * The whole C2SP signed note (the checkpoint body, a blank line, signature lines).
    *
    * @generated from field: string signed_note = 5;
    */
