@@ -18,10 +18,18 @@ export interface ThroughputResult {
  * Appends `events` events in batches of `batchSize` from `clients.length` concurrent
  * clients. Requests are built before the clock starts (request building is the
  * producer's cost, not the ledger's); encoding them is inside the measurement.
+ * `firstEvent` numbers the events (bench/events.ts) from there on.
  */
-export async function appendBatches(clients: LedgerClient[], events: number, batchSize: number, keyPrefix: string, meter: Meter = noMeter): Promise<ThroughputResult> {
+export async function appendBatches(
+  clients: LedgerClient[],
+  events: number,
+  batchSize: number,
+  keyPrefix: string,
+  meter: Meter = noMeter,
+  firstEvent = 0,
+): Promise<ThroughputResult> {
   const batches: EventInput[][] = [];
-  for (let first = 0; first < events; first += batchSize) batches.push(benchBatch(first, Math.min(batchSize, events - first), keyPrefix));
+  for (let first = 0; first < events; first += batchSize) batches.push(benchBatch(firstEvent + first, Math.min(batchSize, events - first), keyPrefix));
   let next = 0;
   let acked = 0;
   await meter.start();

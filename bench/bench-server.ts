@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import { configFromEnv } from "../server/config.js";
 import { startLedgerServer } from "../server/ledger-server.js";
 import { createLogger } from "../server/ops/logger.js";
+import { BENCH_KEYS } from "./bench-keys.js";
 
 export interface BenchServer {
   url: string;
@@ -22,7 +23,7 @@ export interface BenchServer {
 export async function startBenchServer(mode: "child" | "inprocess", databaseUrl: string, cpuProfDir?: string): Promise<BenchServer> {
   if (mode === "inprocess") {
     const server = await startLedgerServer(
-      { ...configFromEnv({}), port: 0, databaseUrl, bootstrapAdminKey: false, shutdownGraceMs: 2000 },
+      { ...configFromEnv({}), port: 0, databaseUrl, bootstrapAdminKey: false, shutdownGraceMs: 2000, keysDir: BENCH_KEYS.dir, ledgerName: BENCH_KEYS.name },
       createLogger("silent"),
     );
     return { url: server.url, pid: undefined, profileStart: async () => undefined, profileStop: async () => undefined, close: () => server.close() };

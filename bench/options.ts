@@ -2,7 +2,7 @@
 // variables, then defaults sized so the whole run takes a few minutes on 2 cores.
 import { parseArgs } from "node:util";
 
-export const PHASES = ["append-batch", "raw-copy", "diy-chain", "unary", "tail", "verify"] as const;
+export const PHASES = ["append-batch", "raw-copy", "diy-chain", "unary", "tail", "verify", "tree-cost", "growth", "proofs"] as const;
 export type Phase = (typeof PHASES)[number];
 
 export interface BenchOptions {
@@ -31,6 +31,21 @@ export interface BenchOptions {
   tailSeconds: number;
   /** Verify runs (the median is reported). */
   verifyRuns: number;
+  /** Tree cost: events per window, windows per side (with and without the tree, alternating). */
+  treeEvents: number;
+  treeRounds: number;
+  /** Chain sizes preloaded by bench/load-chain.ts for the growth phase; proofs run on the largest. */
+  growthSizes: number[];
+  /** Growth: AppendBatch events per window, and rounds over the chains. */
+  growthEvents: number;
+  growthRounds: number;
+  /** Loaded chains: a signed checkpoint every this many entries. */
+  checkpointEvery: number;
+  /** Proofs of each kind per mode (one at a time, and --proof-concurrency at once). */
+  proofSamples: number;
+  proofConcurrency: number;
+  /** Run in this existing database (created if missing) and keep it: loaded chains are reused. */
+  database: string | undefined;
   /** "child": the server runs in its own Node process (as in production); "inprocess": in the bench's event loop. */
   server: "child" | "inprocess";
   /** Keep the benchmark database instead of dropping it. */
@@ -59,6 +74,15 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
       "tail-rate": { type: "string" },
       "tail-seconds": { type: "string" },
       "verify-runs": { type: "string" },
+      "tree-events": { type: "string" },
+      "tree-rounds": { type: "string" },
+      "growth-sizes": { type: "string" },
+      "growth-events": { type: "string" },
+      "growth-rounds": { type: "string" },
+      "checkpoint-every": { type: "string" },
+      "proof-samples": { type: "string" },
+      "proof-concurrency": { type: "string" },
+      database: { type: "string" },
       server: { type: "string" },
       keep: { type: "boolean" },
       "cpu-prof": { type: "string" },
@@ -109,6 +133,24 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     tailRate: num(values["tail-rate"], "BENCH_TAIL_RATE", 200),
     tailSeconds: num(values["tail-seconds"], "BENCH_TAIL_SECONDS", 10),
     verifyRuns: Math.round(num(values["verify-runs"], "BENCH_VERIFY_RUNS", 3)),
+    treeEvents: Math.round(num(values["tree-events"], "BENCH_TREE_EVENTS", 50_000)),
+    treeRounds: Math.round(num(values["tree-rounds"], "BENCH_TREE_ROUNDS", 4)),
+    growthSizes: (values["growth-sizes"] ?? env.BENCH_GROWTH_SIZES ?? "100000,1000000")
+      .split(",")
+      .map((s) => s.trim().replace(/_/g, ""))
+      .filter((s) => s !== "")
+      .map((s) => {
+        const n = Number(s);
+        if (!Number.isSafeInteger(n) || n < 2) throw new Error(`--growth-sizes: "${s}" is not a chain size`);
+        return n;
+      })
+      .sort((a, b) => a - b),
+    growthEvents: Math.round(num(values["growth-events"], "BENCH_GROWTH_EVENTS", 40_000)),
+    growthRounds: Math.round(num(values["growth-rounds"], "BENCH_GROWTH_ROUNDS", 3)),
+    checkpointEvery: Math.round(num(values["checkpoint-every"], "BENCH_CHECKPOINT_EVERY", 100_000)),
+    proofSamples: Math.round(num(values["proof-samples"], "BENCH_PROOF_SAMPLES", 1000)),
+    proofConcurrency: Math.round(num(values["proof-concurrency"], "BENCH_PROOF_CONCURRENCY", 4)),
+    database: values.database ?? env.BENCH_DATABASE,
     server,
     keep: values.keep ?? env.BENCH_KEEP === "1",
     cpuProfDir: values["cpu-prof"] ?? env.BENCH_CPU_PROF,
@@ -130,6 +172,18 @@ const USAGE = `npm run bench -- [flags]   (each flag also reads BENCH_<NAME>, e.
   --tail-rate N       appends per second while a live-tail subscriber listens (200)
   --tail-seconds N    seconds of live tail (10)
   --verify-runs N     Verify runs; the median is reported (3)
+  --tree-events N     tree-cost: events per window, with and without the Merkle tree (50000)
+  --tree-rounds N     tree-cost: windows per side, alternating (4)
+  --growth-sizes LIST chains preloaded with bench/load-chain.ts for growth; proofs use the largest ("100000,1000000")
+  --growth-events N   growth: AppendBatch events per window and chain (40000)
+  --growth-rounds N   growth: windows per chain, alternating between the chains (3)
+  --checkpoint-every N  loaded chains: a signed checkpoint every N entries (100000)
+  --proof-samples N   proofs: inclusion and consistency proofs each, sequential and concurrent (1000)
+  --proof-concurrency N  proofs: requests in flight in the concurrent runs, one connection each (4)
+  --database NAME     run in this database (created if missing) and keep it; chains loaded
+                      earlier (bench/load-chain.ts, or an earlier --database run) are reused.
+                      Meant for --only tree-cost,growth,proofs: the other phases need their
+                      chains empty and refuse to run on them again
   --server MODE       child (default: server in its own process) | inprocess
   --only LIST         comma list of: ${PHASES.join(", ")}
   --cpu-prof DIR      CPU-profile the server process in each measured window: DIR/<phase>.cpuprofile

@@ -3,8 +3,12 @@ import type { ThroughputResult } from "./append-batch.js";
 import type { UnaryResult } from "./unary-latency.js";
 import type { TailResult } from "./tail-latency.js";
 import type { VerifyResult } from "./verify-rate.js";
+import type { TreeCostResult, TreeCostSide } from "./tree-cost.js";
+import { perThousand, type GrowthResult } from "./growth.js";
+import type { ProofKindResult, ProofsResult } from "./proofs.js";
+import type { LoadResult } from "./load-chain.js";
 import { int, ms, ratio } from "./stats.js";
-import type { PhaseUsage } from "./resource-meter.js";
+import type { GroupCommits, PhaseUsage } from "./resource-meter.js";
 
 export interface BenchResults {
   appendBatch?: ThroughputResult;
@@ -15,6 +19,11 @@ export interface BenchResults {
   unarySweep?: UnaryResult[];
   tail?: TailResult;
   verify?: VerifyResult;
+  treeCost?: TreeCostResult;
+  /** Chains built by bench/load-chain.ts for growth and proofs. */
+  loads?: LoadResult[];
+  growth?: GrowthResult;
+  proofs?: ProofsResult;
 }
 
 export const TARGETS = {
@@ -23,6 +32,9 @@ export const TARGETS = {
   appendP99Ms: 10,
   tailP99Ms: 50,
   verifyPerSecond: 200_000,
+  proofP99Ms: 5,
+  /** "Flat": the larger chain appends at least this fraction of the smaller one's rate. */
+  growthFlat: 0.9,
 };
 
 type Row = [measurement: string, figure: string, target: string, status: string];
@@ -68,9 +80,51 @@ export function resultRows(r: BenchResults): Row[] {
   }
   const v = r.verify;
   if (v) {
-    rows.push([`Verify (${int(v.entries)} entries, median of ${v.runs.length})`, `${int(v.verifyPerSecond)} entries/s`, `>= ${int(TARGETS.verifyPerSecond)} entries/s`, verdict(v.verifyPerSecond >= TARGETS.verifyPerSecond)]);
-    rows.push(["  bare SHA-256 of the same bytes (envelope + salt‖payload)", `${int(v.sha256PerSecond)} entries/s`, "", ""]);
+    rows.push([
+      `Verify with Merkle recomputation (${int(v.entries)} entries, ${v.checkpoints} checkpoint roots checked, median of ${v.runs.length})`,
+      `${int(v.verifyPerSecond)} entries/s`,
+      `>= ${int(TARGETS.verifyPerSecond)} entries/s`,
+      verdict(v.verifyPerSecond >= TARGETS.verifyPerSecond),
+    ]);
+    rows.push(["  bare SHA-256 of the same bytes (envelope, leaf, salt‖payload, tree nodes)", `${int(v.sha256PerSecond)} entries/s`, "", ""]);
     rows.push(["  Verify / bare SHA-256", ratio(v.verifyPerSecond / v.sha256PerSecond), "", ""]);
+  }
+  const tc = r.treeCost;
+  if (tc) {
+    rows.push(["append with Merkle tree maintenance (in-process Sequencer)", `${int(tc.withTree.rowsPerSecond)} events/s`, "", ""]);
+    rows.push(["append without the tree (maintainTree: false)", `${int(tc.withoutTree.rowsPerSecond)} events/s`, "", ""]);
+    rows.push(["  with tree / without", ratio(tc.withTree.rowsPerSecond / tc.withoutTree.rowsPerSecond), "", ""]);
+  }
+  const g = r.growth;
+  if (g && g.points.length > 0) {
+    for (const p of g.points) rows.push([`AppendBatch into a chain of ${int(p.size)} entries`, `${int(p.rowsPerSecond)} events/s`, "", ""]);
+    const first = g.points[0]!;
+    const last = g.points[g.points.length - 1]!;
+    if (last !== first) {
+      const x = last.rowsPerSecond / first.rowsPerSecond;
+      rows.push([`  append rate at ${int(last.size)} / at ${int(first.size)}`, ratio(x), `flat (>= ${TARGETS.growthFlat} x)`, verdict(x >= TARGETS.growthFlat)]);
+      const cost = (p: typeof first) => perThousand(p, (r) => (r.usage?.cpu ? r.usage.cpu.serverMs + r.usage.cpu.postgresMs : undefined));
+      rows.push([`  CPU per event (server + Postgres) at ${int(last.size)} / at ${int(first.size)}`, ratio(cost(last) / cost(first)), "", ""]);
+    }
+  }
+  const pr = r.proofs;
+  if (pr) {
+    const at = `at ${int(pr.treeSize)} entries`;
+    const lat = (name: string, k: ProofKindResult) => {
+      rows.push([`${name} ${at}, 1 in flight`, `p50 ${ms(k.sequential.p50)}, p99 ${ms(k.sequential.p99)}`, `p99 < ${TARGETS.proofP99Ms} ms`, verdict(k.sequential.p99 < TARGETS.proofP99Ms)]);
+      rows.push([`${name} ${at}, ${pr.concurrency} in flight`, `p50 ${ms(k.concurrent.p50)}, p99 ${ms(k.concurrent.p99)}`, `p99 < ${TARGETS.proofP99Ms} ms`, verdict(k.concurrent.p99 < TARGETS.proofP99Ms)]);
+    };
+    lat("ProveInclusion", pr.inclusion);
+    lat("ProveConsistency", pr.consistency);
+    const size = (name: string, k: ProofKindResult) =>
+      rows.push([
+        `  ${name} proof size (hashes only)`,
+        `max ${int(k.sizes.maxBytes)} B, mean ${int(k.sizes.meanBytes)} B${k.sizes.overBound ? `, ${k.sizes.overBound} over their bound` : ""}`,
+        `<= 32 x ceil(log2 n) = ${int(k.sizes.boundBytes)} B`,
+        verdict(k.sizes.overBound === 0),
+      ]);
+    size("inclusion", pr.inclusion);
+    size("consistency", pr.consistency);
   }
   return rows;
 }
@@ -113,7 +167,7 @@ export function details(r: BenchResults): string[] {
   const tp = (name: string, t: ThroughputResult | undefined) =>
     t && out.push(`${name}: ${int(t.rows)} rows in ${t.seconds.toFixed(2)} s. ${cpuLine(t.usage, t.rows / 1000, "1,000 rows")}`);
   tp("AppendBatch", r.appendBatch);
-  if (r.appendBatch) out[out.length - 1] += commitLine(r.appendBatch.usage);
+  if (r.appendBatch) out[out.length - 1] += commitLine(r.appendBatch.usage) + walLine(r.appendBatch.usage, r.appendBatch.rows);
   tp("raw COPY", r.rawCopy);
   tp("DIY chain", r.diyChain);
   if (r.unary) {
@@ -139,6 +193,65 @@ export function details(r: BenchResults): string[] {
         `(${Math.round(v.envelopeBytes)} B envelope + ${Math.round(v.payloadBytes)} B salt‖payload per entry)`,
     );
     out.push(`reading the rows as Verify does (pages of 5,000 with payloads, into the bench process): ${int(v.readPerSecond)} entries/s`);
+    out.push(
+      `Verify rebuilt the Merkle tree and checked the signature and root of all ${v.checkpoints} signed checkpoints in the range (its verdict's checkpoints_checked). ` +
+        `Bare SHA-256 without the tree's hashes (envelope + salt‖payload only): ${int(v.sha256ChainOnlyPerSecond)} entries/s.`,
+    );
+  }
+  if (r.treeCost) {
+    const tc = r.treeCost;
+    const side = (name: string, s: TreeCostSide) => {
+      const rows = s.runs.reduce((a, x) => a + x.rows, 0);
+      const sum = (pick: (u: PhaseUsage | undefined) => number | undefined) => s.runs.reduce((a, x) => a + (pick(x.usage) ?? NaN), 0);
+      const commits = s.runs.reduce((a, x) => a + x.commits, 0);
+      const wal = sum((u) => u?.wal?.bytes);
+      return (
+        `${name}: ${s.runs.map((x) => int(x.rowsPerSecond)).join(", ")} events/s; per 1,000 events: sequencer (bench process) ${ms((1000 * sum((u) => u?.cpu?.benchMs)) / rows)}, ` +
+        `Postgres ${ms((1000 * sum((u) => u?.cpu?.postgresMs)) / rows)}, WAL ${int((1000 * wal) / rows / 1024)} KiB; ${(rows / commits).toFixed(0)} events per commit`
+      );
+    };
+    out.push(`tree cost, ${int(tc.eventsPerWindow)} events per window. ${side("With the tree", tc.withTree)}. ${side("Without", tc.withoutTree)}.`);
+    out.push(`the tree-less chain's tree (${int(tc.rebuild.entries)} entries) was then built in one commit in ${tc.rebuild.seconds.toFixed(2)} s (${int(tc.rebuild.entries / tc.rebuild.seconds)} entries/s).`);
+  }
+  for (const l of r.loads ?? []) {
+    out.push(
+      l.seconds > 0
+        ? `loaded chain ${l.chain}: ${int(l.size - l.fromSize)} entries in ${l.seconds.toFixed(1)} s (${int(l.entriesPerSecond)}/s) + VACUUM (ANALYZE) ${l.vacuumSeconds.toFixed(1)} s, ${l.checkpoints} signed checkpoints`
+        : `chain ${l.chain}: ${int(l.size)} entries already loaded (reused)`,
+    );
+  }
+  if (r.growth) {
+    for (const p of r.growth.points) {
+      out.push(
+        `growth, chain of ${int(p.size)}: ${p.runs.map((x) => int(x.rowsPerSecond)).join(", ")} events/s (windows of ${int(r.growth.eventsPerWindow)}); per 1,000 events: ` +
+          `server ${ms(perThousand(p, (x) => x.usage?.cpu?.serverMs))}, Postgres ${ms(perThousand(p, (x) => x.usage?.cpu?.postgresMs))}, ` +
+          `WAL ${int(perThousand(p, (x) => x.usage?.wal?.bytes) / 1024)} KiB of which ${int(perThousand(p, (x) => x.usage?.wal?.fpi))} full-page images; ` +
+          `steal ${Math.round((100 * p.runs.reduce((a, x) => a + (x.usage?.cpu?.stealMs ?? 0), 0)) / p.runs.reduce((a, x) => a + (x.usage?.cpu ? x.usage.cpu.wallMs * x.usage.cpu.cores : NaN), 0))} %, ` +
+          `other processes ${Math.round((100 * p.runs.reduce((a, x) => a + (x.usage?.cpu?.otherMs ?? 0), 0)) / p.runs.reduce((a, x) => a + (x.usage?.cpu ? x.usage.cpu.wallMs * x.usage.cpu.cores : NaN), 0))} %.` +
+          commitLine({
+            commits: p.runs.reduce<GroupCommits>(
+              (a, x) => ({ commits: a.commits + (x.usage?.commits?.commits ?? 0), events: a.events + (x.usage?.commits?.events ?? 0), seconds: a.seconds + (x.usage?.commits?.seconds ?? 0) }),
+              { commits: 0, events: 0, seconds: 0 },
+            ),
+          }),
+      );
+    }
+  }
+  if (r.proofs) {
+    const pr = r.proofs;
+    const k = (name: string, x: ProofKindResult) =>
+      `${name}: 1 in flight p90 ${ms(x.sequential.p90)}, max ${ms(x.sequential.max)}; ${pr.concurrency} in flight p90 ${ms(x.concurrent.p90)}, max ${ms(x.concurrent.max)}; ` +
+      `${x.sizes.meanHashes.toFixed(1)} hashes on average (max ${x.sizes.maxHashes}), whole response ${int(x.sizes.meanMessageBytes)} B on average`;
+    const count = pr.inclusion.sequential.count + pr.inclusion.concurrent.count + pr.consistency.sequential.count + pr.consistency.concurrent.count;
+    out.push(`proofs on ${pr.chain} (checkpoint of ${int(pr.treeSize)}): ${k("inclusion", pr.inclusion)}. ${k("consistency", pr.consistency)}.`);
+    out.push(`all ${int(pr.verified)} proofs verified on the client with the chain module. ${cpuLine(pr.usage, count, "proof")}`);
   }
   return out;
+}
+
+/** WAL written per 1,000 units (cluster-wide, from pg_stat_wal). */
+export function walLine(usage: PhaseUsage | undefined, units: number): string {
+  const w = usage?.wal;
+  if (!w) return "";
+  return ` WAL per 1,000: ${int((1000 * w.bytes) / units / 1024)} KiB, ${int((1000 * w.fpi) / units)} full-page images.`;
 }

@@ -30,9 +30,20 @@ export interface GroupCommits {
   seconds: number;
 }
 
+/**
+ * WAL the cluster wrote during the measurement (pg_stat_wal, so it includes anything
+ * else running on the cluster): records, full-page images and bytes.
+ */
+export interface WalUsage {
+  records: number;
+  fpi: number;
+  bytes: number;
+}
+
 export interface PhaseUsage {
   cpu?: CpuBreakdown;
   commits?: GroupCommits;
+  wal?: WalUsage;
 }
 
 /** Starts and stops around exactly the timed part of a measurement. */
@@ -102,6 +113,16 @@ async function groupCommits(url: string): Promise<GroupCommits | undefined> {
   }
 }
 
+async function walStats(admin: pg.Client): Promise<WalUsage | undefined> {
+  try {
+    const res = await admin.query<{ wal_records: string; wal_fpi: string; wal_bytes: string }>("SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal");
+    const r = res.rows[0]!;
+    return { records: Number(r.wal_records), fpi: Number(r.wal_fpi), bytes: Number(r.wal_bytes) };
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * A meter for one measured window, named `phase` (the server's CPU profile of the
  * window, when profiling is on, is written under that name). Backends that close during
@@ -116,9 +137,11 @@ export function resourceMeter(admin: pg.Client, database: string, server: Metere
   let startBench = process.cpuUsage();
   let startMachine: ReturnType<typeof machineTicks>;
   let startCommits: GroupCommits | undefined;
+  let startWal: WalUsage | undefined;
   return {
     async start() {
       startCommits = await groupCommits(server.url);
+      startWal = await walStats(admin);
       startPostgres = await postgresTicks(admin, database);
       await server.profileStart();
       startServer = serverPid ? (processTicks(serverPid) ?? 0) : 0;
@@ -134,11 +157,14 @@ export function resourceMeter(admin: pg.Client, database: string, server: Metere
       await server.profileStop(phase);
       const postgres = await postgresTicks(admin, database);
       const endCommits = await groupCommits(server.url);
+      const endWal = await walStats(admin);
+      const wal =
+        startWal && endWal ? { records: endWal.records - startWal.records, fpi: endWal.fpi - startWal.fpi, bytes: endWal.bytes - startWal.bytes } : undefined;
       const commits =
         startCommits && endCommits
           ? { commits: endCommits.commits - startCommits.commits, events: endCommits.events - startCommits.events, seconds: endCommits.seconds - startCommits.seconds }
           : undefined;
-      if (!machine || !startMachine) return { commits };
+      if (!machine || !startMachine) return { commits, wal };
       let pgTicks = 0;
       for (const [pid, t] of postgres) pgTicks += t - (startPostgres.get(pid) ?? 0);
       const benchMs = (bench.user + bench.system) / 1000;
@@ -155,7 +181,7 @@ export function resourceMeter(admin: pg.Client, database: string, server: Metere
         idleMs: (machine.idle - startMachine.idle) * TICK_MS,
         cores: machine.cores,
       };
-      return { cpu, commits };
+      return { cpu, commits, wal };
     },
   };
 }

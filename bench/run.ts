@@ -5,7 +5,11 @@
 //   3. the do-it-yourself trigger chain fed the same rows         (schema bench_diy)
 //   4. unary Append latency at a fixed rate, open loop            (chain bench-unary)
 //   5. live-tail append-to-subscriber latency                     (chain bench-tail)
-//   6. Verify over chain bench-batch, next to the bare SHA-256 rate of the same bytes
+//   6. Verify over chain bench-batch (chain walk, Merkle tree rebuilt, checkpoint roots),
+//      next to the bare SHA-256 rate of the same bytes
+//   7. tree-cost: the sequencer with and without Merkle tree maintenance (bench-tree-on/off)
+//   8. growth: AppendBatch into chains preloaded to 100k and 1M entries (bench/load-chain.ts)
+//   9. proofs: inclusion and consistency proofs on the largest preloaded chain
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -22,6 +26,10 @@ import { diyChain } from "./diy-chain.js";
 import { unaryLatency } from "./unary-latency.js";
 import { tailLatency } from "./tail-latency.js";
 import { verifyRate } from "./verify-rate.js";
+import { treeCost } from "./tree-cost.js";
+import { growth } from "./growth.js";
+import { proofLatency } from "./proofs.js";
+import { ensureDatabase, loadChain, loadedChainName } from "./load-chain.js";
 import { details, markdownTable, resultRows, type BenchResults } from "./report.js";
 import { int } from "./stats.js";
 import { resourceMeter } from "./resource-meter.js";
@@ -40,14 +48,28 @@ async function main(): Promise<void> {
   const profDir = opts.cpuProfDir && opts.server === "child" ? resolve(opts.cpuProfDir) : undefined;
   if (opts.cpuProfDir && !profDir) log("--cpu-prof needs --server child; not profiling");
   if (profDir) mkdirSync(profDir, { recursive: true });
-  const database = await createBenchDatabase();
-  log(`database ${database.name}; server ${opts.server === "child" ? "in a child process" : "in-process"}`);
+  const database = opts.database
+    ? { name: opts.database, ...(await ensureDatabase(opts.database)), drop: async () => undefined }
+    : await createBenchDatabase();
+  const keep = opts.keep || Boolean(opts.database);
+  log(`database ${database.name}${opts.database ? " (kept)" : ""}; server ${opts.server === "child" ? "in a child process" : "in-process"}`);
   let server: BenchServer | undefined;
   let admin: pg.Client | undefined;
   const results: BenchResults = {};
   /** Names of the measured windows, in order (one CPU profile each with --cpu-prof). */
   const windows: string[] = [];
   let environment: Record<string, string> = {};
+  /** Wall time of each phase, preparation included (the figures come from its timed windows). */
+  const phaseSeconds: Record<string, number> = {};
+  const phase = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    const started = performance.now();
+    try {
+      return await fn();
+    } finally {
+      phaseSeconds[name] = (phaseSeconds[name] ?? 0) + (performance.now() - started) / 1000;
+      log(`  (${name}: ${phaseSeconds[name]!.toFixed(0)} s)`);
+    }
+  };
   try {
     server = await startBenchServer(opts.server, database.url, profDir);
     admin = await connect(database.url);
@@ -59,59 +81,133 @@ async function main(): Promise<void> {
       const { token } = await createApiKey(adminClient as never, chain, ["append", "read"]);
       return createLedgerClient({ baseUrl: url, apiKey: token, protocol: "connect", httpVersion: "2" });
     };
-    const clients = (chain: string, n: number) => Promise.all(Array.from({ length: n }, () => clientFor(chain)));
+    // One at a time: the admin connection runs one query at a time.
+    const clients = async (chain: string, n: number) => {
+      const out: LedgerClient[] = [];
+      for (let i = 0; i < n; i++) out.push(await clientFor(chain));
+      return out;
+    };
     const meter = (window: string) => {
       windows.push(window);
       return resourceMeter(adminClient, database.name, server!, window);
     };
-
-    if (needBatch) {
-      // Warm-up on another chain (JIT, pool, caches), then the measured run on a fresh chain.
-      const warm = Math.min(opts.events, Math.max(opts.batchSize, Math.round(opts.events / 10)));
-      log(`AppendBatch warm-up: ${int(warm)} events`);
-      await appendBatches(await clients("bench-warmup", opts.clients), warm, opts.batchSize, "warmup");
-      await checkpoint(admin);
-      log(`AppendBatch: ${int(opts.events)} events, batches of ${int(opts.batchSize)}, ${opts.clients} clients`);
-      results.appendBatch = await appendBatches(await clients(BATCH_CHAIN, opts.clients), opts.events, opts.batchSize, "batch", meter("append-batch"));
-      log(`  ${int(results.appendBatch.rowsPerSecond)} events/s`);
-    }
-    if (want("raw-copy")) {
-      log("raw COPY of the same rows");
-      results.rawCopy = await rawCopy(admin, BATCH_CHAIN, meter("raw-copy"));
-      log(`  ${int(results.rawCopy.rowsPerSecond)} rows/s`);
-    }
-    if (want("diy-chain")) {
-      const rows = Math.min(opts.diyEvents, opts.events);
-      log(`DIY chain: ${int(rows)} rows, INSERTs of ${int(opts.batchSize)} rows from ${opts.diyClients} connections`);
-      results.diyChain = await diyChain(admin, database.url, BATCH_CHAIN, rows, opts.batchSize, opts.diyClients, meter("diy-chain"));
-      log(`  ${int(results.diyChain.rowsPerSecond)} rows/s`);
-    }
-    if (want("unary")) {
-      log(`unary Append: ${int(opts.unaryRate)} req/s for ${opts.unarySeconds} s after ${opts.warmupSeconds} s warm-up`);
-      await checkpoint(admin);
-      results.unary = await unaryLatency(await clientFor("bench-unary"), opts.unaryRate, opts.unarySeconds, opts.warmupSeconds, meter("unary"));
-      log(`  p50 ${results.unary.p50.toFixed(2)} ms, p99 ${results.unary.p99.toFixed(2)} ms`);
-      results.unarySweep = [];
-      for (const rate of opts.unarySweep) {
-        const u = await unaryLatency(await clientFor("bench-unary"), rate, 5, 1, meter(`unary-${rate}`));
-        results.unarySweep.push(u);
-        log(`  at ${int(rate)} req/s: p50 ${u.p50.toFixed(2)} ms, p99 ${u.p99.toFixed(2)} ms`);
+    if (opts.database) {
+      // A kept database: these phases count on their chains starting empty.
+      const fixed = [...(needBatch ? ["bench-warmup", BATCH_CHAIN] : []), ...(want("unary") ? ["bench-unary"] : []), ...(want("tail") ? ["bench-tail"] : [])];
+      const used = await adminClient.query<{ chain: string }>("SELECT chain FROM chains WHERE chain = ANY($1::text[]) AND next_seq > 0", [fixed]);
+      if (used.rows.length > 0) {
+        throw new Error(
+          `database ${database.name} already holds ${used.rows.map((r) => r.chain).join(", ")}: those phases need a fresh database ` +
+            `(with --database, run --only tree-cost,growth,proofs)`,
+        );
       }
     }
+
+    if (needBatch) {
+      await phase("append-batch", async () => {
+        // Warm-up on another chain (JIT, pool, caches), then the measured run on a fresh chain.
+        const warm = Math.min(opts.events, Math.max(opts.batchSize, Math.round(opts.events / 10)));
+        log(`AppendBatch warm-up: ${int(warm)} events`);
+        await appendBatches(await clients("bench-warmup", opts.clients), warm, opts.batchSize, "warmup");
+        await checkpoint(adminClient);
+        log(`AppendBatch: ${int(opts.events)} events, batches of ${int(opts.batchSize)}, ${opts.clients} clients`);
+        results.appendBatch = await appendBatches(await clients(BATCH_CHAIN, opts.clients), opts.events, opts.batchSize, "batch", meter("append-batch"));
+        log(`  ${int(results.appendBatch.rowsPerSecond)} events/s`);
+      });
+    }
+    if (want("raw-copy")) {
+      await phase("raw-copy", async () => {
+        log("raw COPY of the same rows");
+        results.rawCopy = await rawCopy(adminClient, BATCH_CHAIN, meter("raw-copy"));
+        log(`  ${int(results.rawCopy.rowsPerSecond)} rows/s`);
+      });
+    }
+    if (want("diy-chain")) {
+      await phase("diy-chain", async () => {
+        const rows = Math.min(opts.diyEvents, opts.events);
+        log(`DIY chain: ${int(rows)} rows, INSERTs of ${int(opts.batchSize)} rows from ${opts.diyClients} connections`);
+        results.diyChain = await diyChain(adminClient, database.url, BATCH_CHAIN, rows, opts.batchSize, opts.diyClients, meter("diy-chain"));
+        log(`  ${int(results.diyChain.rowsPerSecond)} rows/s`);
+      });
+    }
+    if (want("unary")) {
+      await phase("unary", async () => {
+        log(`unary Append: ${int(opts.unaryRate)} req/s for ${opts.unarySeconds} s after ${opts.warmupSeconds} s warm-up`);
+        await checkpoint(adminClient);
+        results.unary = await unaryLatency(await clientFor("bench-unary"), opts.unaryRate, opts.unarySeconds, opts.warmupSeconds, meter("unary"));
+        log(`  p50 ${results.unary.p50.toFixed(2)} ms, p99 ${results.unary.p99.toFixed(2)} ms`);
+        results.unarySweep = [];
+        for (const rate of opts.unarySweep) {
+          const u = await unaryLatency(await clientFor("bench-unary"), rate, 5, 1, meter(`unary-${rate}`));
+          results.unarySweep.push(u);
+          log(`  at ${int(rate)} req/s: p50 ${u.p50.toFixed(2)} ms, p99 ${u.p99.toFixed(2)} ms`);
+        }
+      });
+    }
     if (want("tail")) {
-      log(`live tail: ${int(opts.tailRate)} appends/s for ${opts.tailSeconds} s`);
-      results.tail = await tailLatency(await clientFor("bench-tail"), await clientFor("bench-tail"), opts.tailRate, opts.tailSeconds, meter("tail"));
-      log(`  p50 ${results.tail.sendToReceive.p50.toFixed(2)} ms, p99 ${results.tail.sendToReceive.p99.toFixed(2)} ms`);
+      await phase("tail", async () => {
+        log(`live tail: ${int(opts.tailRate)} appends/s for ${opts.tailSeconds} s`);
+        results.tail = await tailLatency(await clientFor("bench-tail"), await clientFor("bench-tail"), opts.tailRate, opts.tailSeconds, meter("tail"));
+        log(`  p50 ${results.tail.sendToReceive.p50.toFixed(2)} ms, p99 ${results.tail.sendToReceive.p99.toFixed(2)} ms`);
+      });
     }
     if (want("verify")) {
-      log(`Verify: ${int(opts.events)} entries, ${opts.verifyRuns} runs`);
-      results.verify = await verifyRate(await clientFor(BATCH_CHAIN), database.url, BATCH_CHAIN, opts.events, opts.verifyRuns, meter("verify"));
-      log(`  ${int(results.verify.verifyPerSecond)} entries/s`);
+      await phase("verify", async () => {
+        log(`Verify with Merkle recomputation: ${int(opts.events)} entries, ${opts.verifyRuns} runs`);
+        results.verify = await verifyRate(await clientFor(BATCH_CHAIN), adminClient, database.url, BATCH_CHAIN, opts.events, opts.verifyRuns, meter("verify"));
+        log(`  ${int(results.verify.verifyPerSecond)} entries/s, ${results.verify.checkpoints} checkpoints checked`);
+      });
+    }
+    if (want("tree-cost")) {
+      await phase("tree-cost", async () => {
+        log(`tree cost: in-process Sequencer with and without the Merkle tree, ${opts.treeRounds} x ${int(opts.treeEvents)} events each`);
+        results.treeCost = await treeCost(
+          adminClient,
+          database.url,
+          { events: opts.treeEvents, batchSize: opts.batchSize, clients: opts.clients, rounds: opts.treeRounds, warmup: Math.min(opts.treeEvents, 10_000) },
+          meter,
+          log,
+        );
+        const tc = results.treeCost;
+        log(`  ${int(tc.withTree.rowsPerSecond)} vs ${int(tc.withoutTree.rowsPerSecond)} events/s (${(tc.withTree.rowsPerSecond / tc.withoutTree.rowsPerSecond).toFixed(2)} x)`);
+      });
+    }
+    const loaded = opts.growthSizes.map(loadedChainName);
+    if (want("growth") || want("proofs")) {
+      await phase("load", async () => {
+        results.loads = [];
+        // Proofs alone need only the largest chain.
+        for (const size of want("growth") ? opts.growthSizes : opts.growthSizes.slice(-1)) {
+          results.loads.push(await loadChain({ databaseUrl: database.url, chain: loadedChainName(size), entries: size, checkpointEvery: opts.checkpointEvery, log }));
+        }
+      });
+    }
+    if (want("growth")) {
+      await phase("growth", async () => {
+        log(`growth: AppendBatch into chains of ${opts.growthSizes.map(int).join(" and ")}, ${opts.growthRounds} x ${int(opts.growthEvents)} events each`);
+        results.growth = await growth(
+          adminClient,
+          (chain) => clients(chain, opts.clients),
+          loaded,
+          { events: opts.growthEvents, batchSize: opts.batchSize, rounds: opts.growthRounds, warmup: Math.min(opts.growthEvents, 10_000) },
+          meter,
+          log,
+        );
+      });
+    }
+    if (want("proofs")) {
+      await phase("proofs", async () => {
+        const chain = loaded[loaded.length - 1]!;
+        log(`proofs on ${chain}: ${int(opts.proofSamples)} of each kind, 1 and ${opts.proofConcurrency} in flight`);
+        results.proofs = await proofLatency(await clients(chain, opts.proofConcurrency), database.url, chain, { samples: opts.proofSamples, concurrency: opts.proofConcurrency }, meter("proofs"));
+        const p = results.proofs;
+        log(`  inclusion p99 ${p.inclusion.sequential.p99.toFixed(2)} ms, consistency p99 ${p.consistency.sequential.p99.toFixed(2)} ms; ${p.verified} proofs verified`);
+      });
     }
   } finally {
     await server?.close().catch((err: unknown) => log(`server close: ${String(err)}`));
     await admin?.end().catch(() => undefined);
-    if (opts.keep) log(`kept database ${database.name}`);
+    if (keep) log(`kept database ${database.name}`);
     else await database.drop();
   }
 
@@ -119,6 +215,7 @@ async function main(): Promise<void> {
   process.stdout.write(`\naudit-ledger benchmark, ${new Date().toISOString()}\n`);
   for (const [k, v] of Object.entries(environment)) process.stdout.write(`  ${k}: ${v}\n`);
   process.stdout.write(`\n${table}\n\n${details(results).map((d) => `- ${d}`).join("\n")}\n`);
+  process.stdout.write(`\nWall time per phase: ${Object.entries(phaseSeconds).map(([k, v]) => `${k} ${v.toFixed(0)} s`).join(", ")}.\n`);
   if (profDir) {
     process.stdout.write(`\nWhere the server's CPU went (V8 profiles in ${profDir}; profiling adds overhead, so take the figures above from a run without --cpu-prof):\n`);
     for (const phase of windows) {
@@ -130,7 +227,7 @@ async function main(): Promise<void> {
     }
   }
   if (opts.json) {
-    writeFileSync(opts.json, JSON.stringify({ date: new Date().toISOString(), environment, options: { ...opts, only: [...opts.only] }, results }, null, 2));
+    writeFileSync(opts.json, JSON.stringify({ date: new Date().toISOString(), environment, options: { ...opts, only: [...opts.only] }, phaseSeconds, results }, null, 2));
     log(`wrote ${opts.json}`);
   }
 }
@@ -138,7 +235,7 @@ async function main(): Promise<void> {
 async function describeEnvironment(admin: pg.Client, serverMode: string): Promise<Record<string, string>> {
   const settings = await admin.query<{ name: string; value: string }>(
     `SELECT name, current_setting(name) AS value FROM pg_settings
-     WHERE name IN ('shared_buffers', 'synchronous_commit', 'fsync', 'wal_level', 'max_wal_size') ORDER BY name`,
+     WHERE name IN ('shared_buffers', 'synchronous_commit', 'fsync', 'wal_level', 'max_wal_size', 'autovacuum') ORDER BY name`,
   );
   const version = await admin.query<{ server_version: string }>("SHOW server_version");
   return {

@@ -7,9 +7,11 @@ import { Session } from "node:inspector/promises";
 import { configFromEnv } from "../server/config.js";
 import { startLedgerServer } from "../server/ledger-server.js";
 import { createLogger } from "../server/ops/logger.js";
+import { BENCH_KEYS } from "./bench-keys.js";
 
 const server = await startLedgerServer(
-  { ...configFromEnv({}), port: 0, databaseUrl: process.env.BENCH_DATABASE_URL ?? "", bootstrapAdminKey: false, shutdownGraceMs: 2000 },
+  { ...configFromEnv({}), port: 0, databaseUrl: process.env.BENCH_DATABASE_URL ?? "", bootstrapAdminKey: false, shutdownGraceMs: 2000,
+    keysDir: BENCH_KEYS.dir, ledgerName: BENCH_KEYS.name },
   createLogger("silent"),
 );
 

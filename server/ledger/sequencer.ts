@@ -51,7 +51,7 @@ export interface SequencerOptions {
 
 /** A prepared event with its payload already salted and digested: that work needs no
  * chain position, so it is done before the head lock is taken. */
-interface SealedEvent extends PreparedEvent {
+export interface SealedEvent extends PreparedEvent {
   salt: Uint8Array | null;
   payload_digest?: string;
 }
@@ -194,32 +194,7 @@ export class Sequencer {
             const seen = existing.get(key) ?? inCommit.get(key);
             if (seen) return { entry: seen, deduplicated: true };
           }
-          // One object of one shape: no rest/spread copies on the hot path.
-          const entry: StoredEntry = {
-            v: ENVELOPE_VERSION,
-            chain,
-            seq,
-            ts,
-            occurred_at: ev.occurred_at,
-            source_type: ev.source_type,
-            agent: ev.agent,
-            kind: ev.kind,
-            subject: ev.subject,
-            actor: ev.actor,
-            trace_id: ev.trace_id,
-            span_id: ev.span_id,
-            cause: ev.cause,
-            idempotency_key: key,
-            source_position: ev.source_position,
-            payload_type: ev.payload_type,
-            payload_size: ev.payload ? ev.payload.length : 0,
-            payload_digest: ev.payload_digest,
-            batch: ev.batch,
-            prev_hash: prev,
-            hash: "",
-            payload: ev.payload,
-            salt: ev.salt,
-          };
+          const entry = sequencedEntry(ev, chain, seq, ts, prev);
           const canonical = canonicalEnvelope(entry);
           entry.hash = sha256Hex(canonical);
           if (withTree) for (const n of frontier.appendLeaf(leafHashOfCanonical(canonical))) if (n.level > 0) nodes.push(n);
@@ -243,6 +218,36 @@ export class Sequencer {
       return { results, frontier };
     });
   }
+}
+
+/** The entry an event becomes at `seq`, before its hash is set. One object of one
+ * shape: no rest/spread copies on the hot path. */
+export function sequencedEntry(ev: SealedEvent, chain: string, seq: number, ts: string, prevHash: string): StoredEntry {
+  return {
+    v: ENVELOPE_VERSION,
+    chain,
+    seq,
+    ts,
+    occurred_at: ev.occurred_at,
+    source_type: ev.source_type,
+    agent: ev.agent,
+    kind: ev.kind,
+    subject: ev.subject,
+    actor: ev.actor,
+    trace_id: ev.trace_id,
+    span_id: ev.span_id,
+    cause: ev.cause,
+    idempotency_key: ev.idempotency_key,
+    source_position: ev.source_position,
+    payload_type: ev.payload_type,
+    payload_size: ev.payload ? ev.payload.length : 0,
+    payload_digest: ev.payload_digest,
+    batch: ev.batch,
+    prev_hash: prevHash,
+    hash: "",
+    payload: ev.payload,
+    salt: ev.salt,
+  };
 }
 
 /** Salts and digests the payloads of one request (one randomBytes call for all salts). */
@@ -368,8 +373,8 @@ async function copyCommit(
   let rows = "";
   let payloadRows = "";
   for (const e of entries) {
-    rows += `${c}\t${e.seq}\t${ENVELOPE_VERSION}\t${ts}\t${copyOpt(e.occurred_at)}\t${copyText(e.source_type)}\t${copyText(e.agent)}\t${copyText(e.kind)}\t${copyOpt(e.subject)}\t${copyOpt(e.actor)}\t${copyOpt(e.trace_id)}\t${copyOpt(e.span_id)}\t${copyOpt(e.cause)}\t${copyOpt(e.idempotency_key)}\t${copyOpt(e.source_position)}\t${copyOpt(e.payload_type)}\t${e.payload_size}\t${e.payload_digest ? `\\\\x${e.payload_digest}` : "\\N"}\t${copyOpt(e.batch)}\t\\\\x${e.prev_hash}\t\\\\x${e.hash}\n`;
-    if (e.payload && e.salt) payloadRows += `${c}\t${e.seq}\t\\\\x${hexOrNull(e.salt)}\t\\\\x${hexOrNull(e.payload)}\n`;
+    rows += entryCopyRow(c, ts, e);
+    if (e.payload && e.salt) payloadRows += payloadCopyRow(c, e.seq, e.salt, e.payload);
   }
   await copyFrom(ENTRY_COPY, rows);
   if (payloadRows) await copyFrom(PAYLOAD_COPY, payloadRows);
@@ -383,7 +388,7 @@ async function copyCommit(
 }
 
 /** A text value in COPY text format: backslash, tab, newline and carriage return escaped. */
-function copyText(value: string): string {
+export function copyText(value: string): string {
   return /[\\\t\n\r]/.test(value) ? value.replace(/[\\\t\n\r]/g, (ch) => COPY_ESCAPES[ch]!) : value;
 }
 
@@ -395,8 +400,21 @@ const COPY_ESCAPES: Record<string, string> = { "\\": "\\\\", "\t": "\\t", "\n": 
 
 function nodeCopyRows(copyChain: string, nodes: HashedNode[]): string {
   let rows = "";
-  for (const n of nodes) rows += `${copyChain}\t${n.level}\t${n.index}\t\\\\x${toHex(n.hash)}\n`;
+  for (const n of nodes) rows += nodeCopyRow(copyChain, n);
   return rows;
+}
+
+/** One `entries` row in COPY text format; `copyChain` is copyText(chain), escaped once per commit. */
+export function entryCopyRow(copyChain: string, ts: string, e: StoredEntry): string {
+  return `${copyChain}\t${e.seq}\t${ENVELOPE_VERSION}\t${ts}\t${copyOpt(e.occurred_at)}\t${copyText(e.source_type)}\t${copyText(e.agent)}\t${copyText(e.kind)}\t${copyOpt(e.subject)}\t${copyOpt(e.actor)}\t${copyOpt(e.trace_id)}\t${copyOpt(e.span_id)}\t${copyOpt(e.cause)}\t${copyOpt(e.idempotency_key)}\t${copyOpt(e.source_position)}\t${copyOpt(e.payload_type)}\t${e.payload_size}\t${e.payload_digest ? `\\\\x${e.payload_digest}` : "\\N"}\t${copyOpt(e.batch)}\t\\\\x${e.prev_hash}\t\\\\x${e.hash}\n`;
+}
+
+export function payloadCopyRow(copyChain: string, seq: number, salt: Uint8Array, payload: Uint8Array): string {
+  return `${copyChain}\t${seq}\t\\\\x${hexOrNull(salt)}\t\\\\x${hexOrNull(payload)}\n`;
+}
+
+export function nodeCopyRow(copyChain: string, n: HashedNode): string {
+  return `${copyChain}\t${n.level}\t${n.index}\t\\\\x${toHex(n.hash)}\n`;
 }
 
 /**
