@@ -16,6 +16,7 @@ import {
   ProofError,
   sodiumReady,
   toBase64,
+  toHex,
   verifyInclusion,
   type OpenedCheckpoint,
 } from "../chain/index.js";
@@ -485,5 +486,46 @@ describe("Query as of a checkpoint", () => {
 
     expect(await codeOf(ledger.query({ asOfTreeSize: 12n }))).toBe("NotFound");
     expect(await codeOf(ledger.query({ asOfTreeSize: 1000n }))).toBe("NotFound");
+  });
+});
+
+describe("a chain sequenced before the tree existed (schema 0001)", () => {
+  it("is not cut (FailedPrecondition, no tamper refusal); its next append builds the tree, which then checkpoints and verifies", async () => {
+    const iso = await isolatedDatabase();
+    const keys = mkdtempSync(join(tmpdir(), "legacy-keys-"));
+    const legacy = await startTestServer({ databaseUrl: iso.url, keysDir: keys, checkpointIntervalMs: 0 });
+    try {
+      const chain = uniqueChain("legacy");
+      const { client } = await clientOn(iso.url, legacy.url, chain);
+      for (let i = 0; i < 21; i++) await client.ledger.append({ event: { kind: "old.event", payload: new TextEncoder().encode(`{"i":${i}}`) } });
+      // Make it look like a 0001 chain: no stored nodes, no tree root.
+      const su = new pg.Client({ connectionString: iso.url });
+      await su.connect();
+      try {
+        await su.query("SET session_replication_role = replica");
+        await su.query("DELETE FROM merkle_nodes WHERE chain = $1", [chain]);
+        await su.query("UPDATE chains SET tree_root = NULL WHERE chain = $1", [chain]);
+      } finally {
+        await su.end();
+      }
+      await legacy.checkpointer.cutDue();
+      expect(await codeOf(client.ledger.getCheckpoint({ fresh: true }))).toBe("FailedPrecondition");
+      const metrics = await legacy.metrics.registry.metrics();
+      expect(metrics).not.toMatch(new RegExp(`audit_ledger_checkpoint_refusals_total\\{chain="${chain}"\\} [1-9]`));
+
+      await client.ledger.append({ event: { kind: "new.event" } });
+      const cp = (await client.ledger.getCheckpoint({ fresh: true })).checkpoint!;
+      expect(cp.treeSize).toBe(22n);
+      const entries = await readAll(client.ledger);
+      expect(Buffer.from(cp.rootHash).toString("hex")).toBe(toHex(rootOf(entries)));
+      const v = await verdictOf(client.ledger);
+      expect(v).toMatchObject({ valid: true, checked: 22n, checkpointsChecked: 1n });
+      const p = await client.ledger.proveInclusion({ seq: 7n });
+      expect(verifyInclusion(7, 22, entryLeafHash(entryToRow(p.entry!)), p.proof!.hashes, cp.rootHash)).toBe(true);
+    } finally {
+      await legacy.close();
+      await iso.drop();
+      rmSync(keys, { recursive: true, force: true });
+    }
   });
 });

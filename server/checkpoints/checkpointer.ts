@@ -103,7 +103,8 @@ export class Checkpointer {
     await this.keys.reloadIfChanged();
     const due = await this.db.query<{ chain: string }>(
       `SELECT c.chain FROM chains c
-       WHERE c.next_seq > COALESCE((SELECT max(k.tree_size) FROM checkpoints k WHERE k.chain = c.chain), 0)`,
+       WHERE c.tree_root IS NOT NULL
+         AND c.next_seq > COALESCE((SELECT max(k.tree_size) FROM checkpoints k WHERE k.chain = c.chain), 0)`,
     );
     for (const { chain } of due.rows) {
       try {
@@ -135,6 +136,10 @@ export class Checkpointer {
       const size = Number(head.rows[0]?.next_seq ?? 0);
       if (size === 0) return previous;
       if (previous && size === previous.treeSize) return previous;
+      if (!head.rows[0]!.tree_root && !previous) {
+        // Sequenced before the tree existed (schema 0001): not tampering, just not built.
+        throw new ConnectError(`chain ${chain} has no Merkle tree yet: its next append builds it`, Code.FailedPrecondition);
+      }
       const root = await rootAt(tx, chain, size).catch((err: unknown) => {
         if (err instanceof MissingNodeError) this.refuse(chain, err.message);
         throw err;

@@ -170,7 +170,7 @@ export class Sequencer {
       const withTree = this.options.maintainTree !== false;
       const frontier = !withTree
         ? new MerkleFrontier()
-        : cached && cached.size === h.next_seq
+        : cached && cached.size === h.next_seq && h.has_tree
           ? cached.copy()
           : h.has_tree || h.next_seq === 0
             ? await loadFrontier(tx, chain, h.next_seq)
