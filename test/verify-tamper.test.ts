@@ -166,3 +166,31 @@ async function insertForged(e: Envelope): Promise<void> {
     [e.chain, e.seq, e.ts, e.source_type, e.agent, e.kind, e.subject, e.prev_hash, entryHash(e)],
   );
 }
+
+describe("Verify while the chain grows", () => {
+  it("appends committing during the walk are not mistaken for inserted rows", async () => {
+    const chain = uniqueChain("live");
+    const { ledger } = await clientFor(server, chain);
+    for (let i = 0; i < 6; i++) await ledger.appendBatch({ events: Array.from({ length: 1000 }, () => ({ kind: "tick" })) });
+    // Keep appending until several Verify walks have finished alongside.
+    let writing = true;
+    const writer = (async () => {
+      let n = 0;
+      while (writing) {
+        await ledger.appendBatch({ events: Array.from({ length: 50 }, () => ({ kind: "tock" })) });
+        n++;
+      }
+      return n;
+    })();
+    const verdicts: VerifyVerdict[] = [];
+    try {
+      for (let i = 0; i < 3; i++) verdicts.push(await verdictOf(ledger));
+    } finally {
+      writing = false;
+    }
+    const batches = await writer;
+    expect(batches).toBeGreaterThan(0);
+    for (const v of verdicts) expect(v, v.reason).toMatchObject({ valid: true });
+    expect(Number(verdicts[2]!.checked)).toBeGreaterThanOrEqual(6000);
+  });
+});

@@ -55,8 +55,9 @@ export async function* verifyRange(
   const head = await readHead(db, chain);
   const latest = await latestCheckpoint(db, chain, trust.origin);
   const start = from ?? 0;
-  // Without an explicit end, read everything stored, so rows beyond the head show up.
-  const end = to ?? Number.MAX_SAFE_INTEGER;
+  // Without an explicit end, the walk stops at the head as read now: appends that commit
+  // while it runs are not part of this Verify. Rows beyond the head are looked for after.
+  const end = to ?? head.count;
   // A signed checkpoint larger than the head means the tail was cut.
   const committed = Math.max(head.count, latest?.treeSize ?? 0);
   const expectedEnd = Math.min(end, committed);
@@ -140,6 +141,7 @@ export async function* verifyRange(
   // A payload counts as redacted only if the redaction entry it names really erased it.
   const claimBreak = await checkRedactionClaims(db, chain, walker.redactionClaims());
   if (claimBreak && (!firstBreak || claimBreak.seq < firstBreak.seq)) firstBreak = claimBreak;
+  if (!firstBreak && to === undefined) firstBreak = await rowBeyondHead(db, chain);
   const result = verdict(walker, firstBreak, checkpointsChecked);
   // Only entries before the first break are vouched for, redacted ones included.
   if (firstBreak) result.redacted = result.redacted.filter((seq) => seq < firstBreak!.seq);
@@ -202,4 +204,25 @@ async function storedNodesBreak(db: Database, chain: string, rebuilt: HashedNode
     }
   }
   return null;
+}
+
+/**
+ * A stored entry at or past the chain head, read with the head in one statement (one
+ * snapshot), so an append committing meanwhile is never mistaken for one: the ledger
+ * never writes past its head, so such a row was inserted behind its back.
+ */
+async function rowBeyondHead(db: Database, chain: string): Promise<ChainBreak | null> {
+  const res = await db.query<{ seq: number | null; head: number }>(
+    `SELECT c.next_seq AS head, (SELECT min(e.seq) FROM entries e WHERE e.chain = c.chain AND e.seq >= c.next_seq) AS seq
+     FROM chains c WHERE c.chain = $1`,
+    [chain],
+  );
+  const row = res.rows[0];
+  if (!row || row.seq === null) return null;
+  const seq = Number(row.seq);
+  return {
+    seq,
+    kind: "unexpected_entry",
+    reason: `seq ${seq} lies beyond the committed head (seq ${Number(row.head) - 1}): it was inserted`,
+  };
 }
