@@ -19,7 +19,7 @@ import {
 import type { Database } from "../storage/database.js";
 import { readEntry, readHead, readRange } from "../ledger/ledger-reader.js";
 import { checkpointsBetween, latestCheckpoint, type StoredCheckpoint } from "../checkpoints/checkpointer.js";
-import { loadFrontier, MissingNodeError, readNodes } from "../merkle/tree-store.js";
+import { loadFrontier, MissingNodeError, toBytes } from "../merkle/tree-store.js";
 import { checkRedactionClaims } from "./redaction-claims.js";
 
 export interface VerifyProgress {
@@ -52,14 +52,17 @@ export async function* verifyRange(
   trust: VerifyTrust,
   progressEvery = PAGE,
 ): AsyncGenerator<VerifyProgress, VerifyVerdict> {
-  const head = await readHead(db, chain);
+  // The checkpoint first: every honest checkpoint covers committed entries only, so the
+  // head read after it is at least its size, unless entries were removed.
   const latest = await latestCheckpoint(db, chain, trust.origin);
+  const head = await readHead(db, chain);
   const start = from ?? 0;
-  // Without an explicit end, the walk stops at the head as read now: appends that commit
-  // while it runs are not part of this Verify. Rows beyond the head are looked for after.
-  const end = to ?? head.count;
   // A signed checkpoint larger than the head means the tail was cut.
   const committed = Math.max(head.count, latest?.treeSize ?? 0);
+  // Without an explicit end, the walk stops at what was committed when it started:
+  // appends that commit while it runs are not part of this Verify. Rows beyond the head
+  // are looked for afterwards, in one snapshot with the head.
+  const end = to ?? committed;
   const expectedEnd = Math.min(end, committed);
   const verdict = (walker: ChainWalker | null, firstBreak: ChainBreak | null, checkpointsChecked = 0): VerifyVerdict => ({
     valid: firstBreak === null,
@@ -176,26 +179,38 @@ function checkpointProblem(cp: StoredCheckpoint, frontier: MerkleFrontier, trust
   };
 }
 
-/** The first rebuilt subtree whose stored copy differs or is missing, as a break at its first leaf. */
+/**
+ * The first rebuilt subtree whose stored copy differs or is missing, as a break at its
+ * first leaf. The nodes a page completes are contiguous at each level, so they are read
+ * as one index range per level rather than one lookup per node.
+ */
 async function storedNodesBreak(db: Database, chain: string, rebuilt: HashedNode[]): Promise<ChainBreak | null> {
   if (rebuilt.length === 0) return null;
-  let stored: Map<string, Uint8Array>;
-  const describe = (n: HashedNode) => {
-    const first = n.index * 2 ** n.level;
-    return { first, range: `seq ${first}..${first + 2 ** n.level - 1}` };
-  };
-  try {
-    stored = await readNodes(db, chain, rebuilt);
-  } catch (err) {
-    if (!(err instanceof MissingNodeError)) throw err;
-    const missing = rebuilt.find((n) => n.level === err.node.level && n.index === err.node.index) ?? rebuilt[0]!;
-    const { first, range } = describe(missing);
-    return { seq: first, kind: "root_mismatch", reason: `the stored Merkle node over ${range} is missing: proofs that need it cannot be served` };
-  }
+  const ranges = new Map<number, { lo: number; hi: number }>();
   for (const n of rebuilt) {
-    const s = stored.get(nodeKey(n))!;
+    const r = ranges.get(n.level);
+    if (!r) ranges.set(n.level, { lo: n.index, hi: n.index });
+    else {
+      r.lo = Math.min(r.lo, n.index);
+      r.hi = Math.max(r.hi, n.index);
+    }
+  }
+  const levels = [...ranges.keys()];
+  const res = await db.query<{ level: number; idx: string | number; hash: Uint8Array }>(
+    `SELECT n.level, n.idx, n.hash FROM unnest($2::smallint[], $3::bigint[], $4::bigint[]) AS r(level, lo, hi)
+     JOIN merkle_nodes n ON n.chain = $1 AND n.level = r.level AND n.idx BETWEEN r.lo AND r.hi`,
+    [chain, levels, levels.map((l) => ranges.get(l)!.lo), levels.map((l) => ranges.get(l)!.hi)],
+  );
+  const stored = new Map<string, Uint8Array>();
+  for (const row of res.rows) stored.set(nodeKey({ level: row.level, index: Number(row.idx) }), toBytes(row.hash));
+  // Report the lowest leaf first: the earliest place the store disagrees.
+  const ordered = [...rebuilt].sort((a, b) => a.index * 2 ** a.level - b.index * 2 ** b.level || b.level - a.level);
+  for (const n of ordered) {
+    const first = n.index * 2 ** n.level;
+    const range = `seq ${first}..${first + 2 ** n.level - 1}`;
+    const s = stored.get(nodeKey(n));
+    if (!s) return { seq: first, kind: "root_mismatch", reason: `the stored Merkle node over ${range} is missing: proofs that need it cannot be served` };
     if (!equalBytes(s, n.hash)) {
-      const { first, range } = describe(n);
       return {
         seq: first,
         kind: "root_mismatch",
