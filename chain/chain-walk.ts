@@ -167,7 +167,10 @@ export class ChainWalker {
 }
 
 function checkPayload(e: StoredEntry): string | null {
-  if (e.redacted) return null;
+  if (e.redacted) {
+    // An erased payload stays erased: bytes or a salt beside it were put back by someone.
+    return (e.payload && e.payload.length > 0) || (e.salt && e.salt.length > 0) ? "a payload is stored for an entry whose payload was erased" : null;
+  }
   if (e.payload_size === 0) {
     return e.payload && e.payload.length > 0 ? "a payload is stored for an entry that declared none" : null;
   }

@@ -1,7 +1,7 @@
 // Inclusion and consistency proofs (RFC 9162 §2.1.3–2.1.4): which subtrees a proof is
 // made of, and the client-side checks. The checks are the RFC's iterative algorithms,
 // with plain arithmetic instead of bit shifts so sizes may exceed 2^32.
-import { equalBytes, HASH_BYTES, nodeHash } from "./merkle-hash.js";
+import { EMPTY_ROOT, equalBytes, HASH_BYTES, nodeHash } from "./merkle-hash.js";
 import { splitPoint } from "./merkle-node.js";
 
 /** A leaf range [begin, end) whose subtree hash is one element of a proof. */
@@ -142,6 +142,7 @@ export function checkConsistency(size1: number, size2: number, root1: Uint8Array
   }
   if (size1 === 0) {
     if (proof.length !== 0) throw new ProofError("a proof from the empty tree must be empty");
+    if (!equalBytes(root1, EMPTY_ROOT)) throw new ProofError("the root of the empty tree is SHA-256 of nothing");
     return;
   }
   if (proof.length === 0) throw new ProofError("empty consistency proof");

@@ -132,6 +132,18 @@ describe("an entry rewritten with every later hash, the stored tree and the head
     expect(v.reason).toMatch(/checkpoint 40\b/);
   });
 
+  it("a Verify of a range that stops short of checkpoint 40 is still held to it (through the stored tree after the range)", async () => {
+    for (const toSeq of [30n, 26n, 39n]) {
+      const v = await verdictOf(f.ledger, { toSeq });
+      expect(v, `Verify [0, ${toSeq})`).toMatchObject({ valid: false, breakKind: BreakKind.ROOT_MISMATCH, firstBreakAt: 20n });
+      expect(v.reason).toMatch(/checkpoint 40\b/);
+    }
+    // A range that ends at a checkpoint that still matches is vouched for by it alone.
+    expect(await verdictOf(f.ledger, { toSeq: 20n })).toMatchObject({ valid: true, checkpointsChecked: 1n });
+    // One that stops short of it is held to it too.
+    expect(await verdictOf(f.ledger, { toSeq: 12n })).toMatchObject({ valid: true, checkpointsChecked: 1n });
+  });
+
   it("a client holding checkpoints 20 and 40 rejects the consistency proof between them", async () => {
     const res = await f.ledger.proveConsistency({ fromSize: 20n, toSize: 40n });
     expect(() => checkConsistency(20, 40, f.held.get(20)!.root, f.held.get(40)!.root, res.hashes)).toThrow(ProofError);
@@ -272,5 +284,28 @@ describe("a checkpoint note with a flipped signature byte", () => {
     await f.ledger.append({ event: { kind: "order.paid" } });
     expect(await codeOf(f.ledger.getCheckpoint({ fresh: true }))).toBe("DataLoss");
     expect(await checkpointSizes(f.chain)).toEqual([20, 40]);
+  });
+});
+
+describe("checkpoint rows edited or forged", () => {
+  it("a latest checkpoint whose size column was lowered: the checkpointer refuses (note and column disagree), counted", async () => {
+    const f = await chainWithCheckpoints("cpsize", [3, 2]);
+    await su.query("UPDATE checkpoints SET tree_size = 4 WHERE chain = $1 AND tree_size = 5", [f.chain]);
+    await f.ledger.append({ event: { kind: "order.paid" } });
+    const before = await refusals(f.chain);
+    const err = await f.ledger.getCheckpoint({ fresh: true }).then(() => null, (e: unknown) => ConnectError.from(e));
+    expect(err?.code).toBe(Code.DataLoss);
+    expect(err!.message).toMatch(/says size 4 but its signed note says 5/);
+    expect(await refusals(f.chain)).toBeGreaterThan(before);
+  });
+
+  it("a junk checkpoint row far above the head: the timer round refuses and counts it instead of skipping the chain", async () => {
+    const f = await chainWithCheckpoints("cpjunk", [5]);
+    await su.query("INSERT INTO checkpoints (chain, tree_size, root, key_id, note) VALUES ($1, 1000000000000, '\\x00', 'junk', 'junk')", [f.chain]);
+    await f.ledger.append({ event: { kind: "order.paid" } });
+    const before = await refusals(f.chain);
+    await server.checkpointer.cutDue();
+    expect(await refusals(f.chain)).toBeGreaterThan(before);
+    expect(await codeOf(f.ledger.getCheckpoint({ fresh: true }))).toBe("DataLoss");
   });
 });

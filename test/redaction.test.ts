@@ -228,6 +228,23 @@ describe("a redaction forged with database access", () => {
     await expectPayloadBreak(ledger, 3);
   });
 
+  it("a payload put back beside a genuine erasure: PAYLOAD_MISMATCH at that seq, and GetEvent never serves it", async () => {
+    const { chain, ledger } = await chainOf6();
+    await ledger.redactPayload({ seq: 3n, reason: "genuine" });
+    await su.query("INSERT INTO payloads (chain, seq, salt, payload) VALUES ($1, 3, '\\x00', convert_to('FABRICATED', 'UTF8'))", [chain]);
+    await expectPayloadBreak(ledger, 3);
+    const e = (await ledger.getEvent({ seq: 3n, includePayload: true })).entry!;
+    expect(e.redacted).toBe(true);
+    expect(e.payload.length).toBe(0);
+    expect(e.payloadSalt).toBe("");
+  });
+
+  it("the server's own role cannot erase a payload by recording a redaction itself: the trigger wants a redaction entry", async () => {
+    const { chain } = await chainOf6();
+    await server.db.query("INSERT INTO redactions (chain, seq, redaction_seq, actor, reason) VALUES ($1, 2, 4, 'mallory', 'cover-up')", [chain]);
+    await expect(server.db.query("DELETE FROM payloads WHERE chain = $1 AND seq = 2", [chain])).rejects.toThrow(/no recorded redaction/);
+  });
+
   it("pointing at a seq that does not exist, or at an earlier entry: PAYLOAD_MISMATCH, not redacted", async () => {
     for (const by of [999, 0]) {
       const { chain, ledger } = await chainOf6();

@@ -2,6 +2,7 @@
 // field or payload, a deleted, inserted or swapped row, a cut tail, a row beyond the head.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type pg from "pg";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { BreakKind, type VerifyVerdict } from "../gen/auditledger/v1/ledger_service_pb.js";
 import { entryHash, type Envelope } from "../chain/index.js";
 import { entryToRow } from "../clients/node/entry-row.js";
@@ -185,6 +186,9 @@ describe("Verify while the chain grows", () => {
     const verdicts: VerifyVerdict[] = [];
     try {
       for (let i = 0; i < 3; i++) verdicts.push(await verdictOf(ledger));
+      // A range whose end lies past the head is clipped to what was committed.
+      verdicts.push(await verdictOf(ledger, { toSeq: 1_000_000n }));
+      verdicts.push(await verdictOf(ledger, { fromSeq: 3000n, toSeq: 1_000_000n }));
     } finally {
       writing = false;
     }
@@ -192,5 +196,15 @@ describe("Verify while the chain grows", () => {
     expect(batches).toBeGreaterThan(0);
     for (const v of verdicts) expect(v, v.reason).toMatchObject({ valid: true });
     expect(Number(verdicts[2]!.checked)).toBeGreaterThanOrEqual(6000);
+  });
+});
+
+describe("Verify ranges", () => {
+  it("a range starting past the head is InvalidArgument", async () => {
+    const { ledger } = await freshChain();
+    const err = await verdictOf(ledger, { fromSeq: BigInt(N + 1) }).then(() => null, (e: unknown) => ConnectError.from(e));
+    expect(err?.code).toBe(Code.InvalidArgument);
+    expect(err!.rawMessage).toMatch(/from_seq: the chain has 20 entries/);
+    expect(await verdictOf(ledger, { fromSeq: BigInt(N) })).toMatchObject({ valid: true, checked: 0n });
   });
 });

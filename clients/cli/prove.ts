@@ -40,7 +40,7 @@ export async function runProve(ledger: Client<typeof LedgerService>, chain: stri
     const cp = openCheckpoint(res.checkpoint.signedNote, keys);
     const entry = entryToRow(res.entry);
     // The proof must be about the entry asked for, in the chain the checkpoint names.
-    if (entry.seq !== Number(o.seq) || !cp.origin.endsWith(`/${entry.chain}`)) {
+    if (entry.seq !== Number(o.seq) || (chain !== "" && entry.chain !== chain) || cp.origin !== `${cp.signedBy.name}/${entry.chain}`) {
       throw new Error(`the server answered for seq ${entry.seq} of chain ${entry.chain} under origin ${cp.origin}, not for seq ${o.seq}`);
     }
     const leaf = entryLeafHash(entry);

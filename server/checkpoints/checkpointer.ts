@@ -50,6 +50,15 @@ export async function checkpointAt(q: Queryable, chain: string, size: number, or
   return res.rows[0] ? fromRow(res.rows[0], origin) : null;
 }
 
+/** The smallest checkpoint with size > `size`, if any. */
+export async function firstCheckpointAbove(q: Queryable, chain: string, size: number, origin: string): Promise<StoredCheckpoint | null> {
+  const res = await q.query<CheckpointRow>(
+    `SELECT ${CHECKPOINT_COLUMNS} FROM checkpoints WHERE chain = $1 AND tree_size > $2 ORDER BY tree_size LIMIT 1`,
+    [chain, size],
+  );
+  return res.rows[0] ? fromRow(res.rows[0], origin) : null;
+}
+
 /** Checkpoints with from < size <= to, ascending. */
 export async function checkpointsBetween(q: Queryable, chain: string, from: number, to: number, origin: string): Promise<StoredCheckpoint[]> {
   const res = await q.query<CheckpointRow>(
@@ -101,17 +110,20 @@ export class Checkpointer {
   /** Cuts a checkpoint for every chain whose head is past its latest checkpoint. */
   async cutDue(): Promise<void> {
     await this.keys.reloadIfChanged();
+    // Every chain whose head differs from its latest checkpoint's size, either way: a
+    // checkpoint larger than the head is a refusal for cut() to raise, not a chain to skip.
     const due = await this.db.query<{ chain: string }>(
       `SELECT c.chain FROM chains c
        WHERE c.tree_root IS NOT NULL
-         AND c.next_seq > COALESCE((SELECT max(k.tree_size) FROM checkpoints k WHERE k.chain = c.chain), 0)`,
+         AND c.next_seq <> COALESCE((SELECT max(k.tree_size) FROM checkpoints k WHERE k.chain = c.chain), 0)`,
     );
     for (const { chain } of due.rows) {
       try {
         await this.cut(chain);
       } catch (err) {
-        // Already logged loudly and counted by cut(); keep going with the other chains.
-        if (!(err instanceof ConnectError && err.code === Code.DataLoss)) throw err;
+        // Refusals are logged loudly and counted by cut(); anything else is logged here.
+        // Either way the other chains still get their checkpoints.
+        if (!(err instanceof ConnectError && err.code === Code.DataLoss)) this.options.logger.error({ err, chain }, "checkpoint failed");
       }
     }
   }
@@ -134,8 +146,25 @@ export class Checkpointer {
         [chain],
       );
       const size = Number(head.rows[0]?.next_seq ?? 0);
+      // Size and root of the previous checkpoint come from its signed note, never from
+      // columns an attacker could have edited.
+      let signed: { size: number; root: Uint8Array } | null = null;
+      if (previous) {
+        try {
+          const opened = openCheckpoint(previous.note, this.keys.verifiers(), origin);
+          signed = { size: opened.size, root: opened.root };
+        } catch (err) {
+          this.refuse(chain, `the latest stored checkpoint (size ${previous.treeSize}) does not verify: ${(err as Error).message}`);
+        }
+        if (signed.size !== previous.treeSize) {
+          this.refuse(chain, `the latest stored checkpoint says size ${previous.treeSize} but its signed note says ${signed.size}`);
+        }
+        if (size < signed.size) {
+          this.refuse(chain, `the chain has ${size} entries but checkpoint ${signed.size} was signed: entries were removed`);
+        }
+      }
       if (size === 0) return previous;
-      if (previous && size === previous.treeSize) return previous;
+      if (previous && size === signed!.size) return previous;
       if (!head.rows[0]!.tree_root && !previous) {
         // Sequenced before the tree existed (schema 0001): not tampering, just not built.
         throw new ConnectError(`chain ${chain} has no Merkle tree yet: its next append builds it`, Code.FailedPrecondition);
@@ -145,30 +174,19 @@ export class Checkpointer {
         throw err;
       });
       const storedRoot = head.rows[0]!.tree_root;
-      if (storedRoot && !equalBytes(toBytes(storedRoot), root)) {
-        this.refuse(chain, `the chain head's tree root ${toHex(toBytes(storedRoot)).slice(0, 16)}… differs from the root of the stored nodes at size ${size}`);
+      if (!storedRoot || !equalBytes(toBytes(storedRoot), root)) {
+        this.refuse(chain, `the chain head's tree root differs from the root of the stored nodes at size ${size}`);
       }
-      if (previous) {
-        if (size < previous.treeSize) {
-          this.refuse(chain, `the chain has ${size} entries but checkpoint ${previous.treeSize} was signed: entries were removed`);
-        }
-        // The previous root is taken from its signed note, not from a column an
-        // attacker could have edited.
-        let previousRoot: Uint8Array;
-        try {
-          previousRoot = openCheckpoint(previous.note, this.keys.verifiers(), origin).root;
-        } catch (err) {
-          this.refuse(chain, `the latest stored checkpoint (size ${previous.treeSize}) does not verify: ${(err as Error).message}`);
-        }
-        const proof = await consistencyProof(tx, chain, previous.treeSize, size).catch((err: unknown) => {
+      if (signed) {
+        const proof = await consistencyProof(tx, chain, signed.size, size).catch((err: unknown) => {
           if (err instanceof MissingNodeError) this.refuse(chain, err.message);
           throw err;
         });
         try {
-          checkConsistency(previous.treeSize, size, previousRoot, root, proof);
+          checkConsistency(signed.size, size, signed.root, root, proof);
         } catch (err) {
           if (!(err instanceof ProofError)) throw err;
-          this.refuse(chain, `the tree of ${size} entries is not consistent with signed checkpoint ${previous.treeSize}: ${err.message}`);
+          this.refuse(chain, `the tree of ${size} entries is not consistent with signed checkpoint ${signed.size}: ${err.message}`);
         }
       }
       const signer = this.keys.active();

@@ -19,6 +19,7 @@ import { readHead, readRange } from "../ledger/ledger-reader.js";
 import { invalid } from "../ledger/validate-event.js";
 import type { Checkpointer } from "../checkpoints/checkpointer.js";
 import { rangeHashes, readNodes } from "../merkle/tree-store.js";
+import { checkRedactionClaims } from "../verify/redaction-claims.js";
 
 export interface ExportWindow {
   fromSeq?: number;
@@ -68,9 +69,10 @@ export async function* exportBundle(db: Database, checkpointer: Checkpointer, ch
     "SELECT tree_size, note FROM checkpoints WHERE chain = $1 AND tree_size = ANY($2::bigint[]) ORDER BY tree_size",
     [chain, plan.checkpointSizes],
   );
-  const consistency = await Promise.all(
-    plan.consistency.map(async (c) => ({ fromSize: c.fromSize, toSize: c.toSize, proof: await rangeHashes(db, chain, c.ranges) })),
-  );
+  // One proof at a time: a window with thousands of checkpoints must not take every
+  // pooled connection from the appends.
+  const consistency = [];
+  for (const c of plan.consistency) consistency.push({ fromSize: c.fromSize, toSize: c.toSize, proof: await rangeHashes(db, chain, c.ranges) });
   const frontier = await nodeHashes(db, chain, plan.frontier);
   const completion = await nodeHashes(db, chain, plan.completion);
 
@@ -82,17 +84,22 @@ export async function* exportBundle(db: Database, checkpointer: Checkpointer, ch
     .filter((k) => signers.has(`${k.name}+${k.keyId}`))
     .map((k) => ({ key: k.verifierKey, createdAt: k.createdAt, retiredAt: k.retiredAt || undefined }));
 
-  const redactions = await db.query<{ seq: number; redaction_seq: number; actor: string; reason: string }>(
-    "SELECT seq, redaction_seq, actor, reason FROM redactions WHERE chain = $1 AND seq >= $2 AND seq < $3",
-    [chain, from, to],
-  );
-  const redactedBy = new Map(redactions.rows.map((r) => [Number(r.seq), r]));
-
   async function* entries(): AsyncGenerator<BundleEntryInput> {
     let next = from;
     while (next < to) {
       const page = await readRange(db, chain, next, to, PAGE, true);
       if (page.length === 0) return; // the builder reports the shortfall
+      // Redactions are read with each page, after it: one committed while the export
+      // streams is then seen with the page that shows the payload gone.
+      const last = page[page.length - 1]!.seq;
+      const redactions = await db.query<{ seq: number; redaction_seq: number; actor: string; reason: string }>(
+        "SELECT seq, redaction_seq, actor, reason FROM redactions WHERE chain = $1 AND seq >= $2 AND seq <= $3",
+        [chain, next, last],
+      );
+      const redactedBy = new Map(redactions.rows.map((r) => [Number(r.seq), r]));
+      // A bundle only carries erasures the chain itself records.
+      const claimBreak = await checkRedactionClaims(db, chain, redactions.rows.map((r) => ({ seq: Number(r.seq), by: Number(r.redaction_seq) })));
+      if (claimBreak) throw new ConnectError(`cannot export seq ${claimBreak.seq}: ${claimBreak.reason} (run Verify)`, Code.DataLoss);
       for (const e of page) {
         const r = redactedBy.get(e.seq);
         yield r ? { ...e, redacted: true, redaction: { bySeq: Number(r.redaction_seq), reason: r.reason, actor: r.actor } } : e;

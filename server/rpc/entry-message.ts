@@ -27,8 +27,9 @@ export function toEntryMessage(e: StoredEntry, withPayload: boolean): Entry {
     batch: e.batch ?? "",
     prevHash: e.prev_hash,
     hash: e.hash,
-    payload: withPayload && e.payload ? e.payload : new Uint8Array(0),
-    payloadSalt: withPayload ? hex(e.salt) : "",
+    // Never serve bytes beside an erased payload, whoever put them there.
+    payload: withPayload && e.payload && !e.redacted ? e.payload : new Uint8Array(0),
+    payloadSalt: withPayload && !e.redacted ? hex(e.salt) : "",
     redacted: e.redacted ?? false,
   });
 }

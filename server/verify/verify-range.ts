@@ -9,6 +9,7 @@ import {
   NoteError,
   openCheckpoint,
   nodeKey,
+  rangeNodes,
   toHex,
   ZERO_HASH,
   type ChainBreak,
@@ -18,8 +19,9 @@ import {
 } from "../../chain/index.js";
 import type { Database } from "../storage/database.js";
 import { readEntry, readHead, readRange } from "../ledger/ledger-reader.js";
-import { checkpointsBetween, latestCheckpoint, type StoredCheckpoint } from "../checkpoints/checkpointer.js";
-import { loadFrontier, MissingNodeError, toBytes } from "../merkle/tree-store.js";
+import { checkpointsBetween, firstCheckpointAbove, latestCheckpoint, type StoredCheckpoint } from "../checkpoints/checkpointer.js";
+import { invalid } from "../ledger/validate-event.js";
+import { loadFrontier, MissingNodeError, readNodes, toBytes } from "../merkle/tree-store.js";
 import { checkRedactionClaims } from "./redaction-claims.js";
 
 export interface VerifyProgress {
@@ -62,8 +64,9 @@ export async function* verifyRange(
   // Without an explicit end, the walk stops at what was committed when it started:
   // appends that commit while it runs are not part of this Verify. Rows beyond the head
   // are looked for afterwards, in one snapshot with the head.
-  const end = to ?? committed;
-  const expectedEnd = Math.min(end, committed);
+  const end = Math.min(to ?? committed, committed);
+  const expectedEnd = end;
+  if (start > committed) throw invalid(`from_seq: the chain has ${committed} entries, so a range starts at ${committed} at most`);
   const verdict = (walker: ChainWalker | null, firstBreak: ChainBreak | null, checkpointsChecked = 0): VerifyVerdict => ({
     valid: firstBreak === null,
     checked: walker?.checked ?? 0,
@@ -144,11 +147,45 @@ export async function* verifyRange(
   // A payload counts as redacted only if the redaction entry it names really erased it.
   const claimBreak = await checkRedactionClaims(db, chain, walker.redactionClaims());
   if (claimBreak && (!firstBreak || claimBreak.seq < firstBreak.seq)) firstBreak = claimBreak;
-  if (!firstBreak && to === undefined) firstBreak = await rowBeyondHead(db, chain);
+  // A range that stops short of a signed checkpoint is still held to it: the stored
+  // tree right of the range completes the root, as a bundle's completion record does.
+  if (!firstBreak && frontier.size === end && lastGood !== end) {
+    const beyond = await firstCheckpointAbove(db, chain, end, trust.origin);
+    if (beyond) {
+      const problem = await anchorProblem(db, chain, beyond, frontier, trust);
+      if (problem) firstBreak = { seq: lastGood, kind: problem.kind, reason: problem.reason(lastGood) };
+      else checkpointsChecked++;
+    }
+  }
+  if (!firstBreak && end === committed) firstBreak = await rowBeyondHead(db, chain);
   const result = verdict(walker, firstBreak, checkpointsChecked);
   // Only entries before the first break are vouched for, redacted ones included.
   if (firstBreak) result.redacted = result.redacted.filter((seq) => seq < firstBreak!.seq);
   return result;
+}
+
+/** Checks a checkpoint beyond the walked range: the walk's frontier, completed with the
+ * stored nodes over [frontier.size, checkpoint size), must give its signed root. */
+async function anchorProblem(db: Database, chain: string, cp: StoredCheckpoint, frontier: MerkleFrontier, trust: VerifyTrust): Promise<CheckpointProblem | null> {
+  const ids = rangeNodes(frontier.size, cp.treeSize);
+  let nodes: Map<string, Uint8Array>;
+  try {
+    nodes = await readNodes(db, chain, ids);
+  } catch (err) {
+    if (!(err instanceof MissingNodeError)) throw err;
+    return { kind: "root_mismatch", reason: () => `${err.message}: checkpoint ${cp.treeSize} beyond the range cannot be checked` };
+  }
+  const completed = frontier.copy();
+  for (const id of ids) completed.appendNode(id.level, nodes.get(nodeKey(id))!);
+  const problem = checkpointProblem(cp, completed, trust);
+  if (!problem || problem.kind !== "root_mismatch") return problem;
+  return {
+    kind: "root_mismatch",
+    reason: (lastGood) =>
+      `the Merkle root of entries 0..${cp.treeSize - 1} (this range's entries, then the stored tree after seq ${frontier.size - 1}) ` +
+      `differs from signed checkpoint ${cp.treeSize}: an entry in seq ${lastGood}..${cp.treeSize - 1}` +
+      `${lastGood > 0 ? ` (or before seq ${lastGood}, if the stored tree was rewritten)` : ""} was changed`,
+  };
 }
 
 interface CheckpointProblem {
