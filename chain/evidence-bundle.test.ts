@@ -213,6 +213,12 @@ describe("a tampered bundle names the first bad line", () => {
     expect(v.checkpoints_checked).toBe(1);
   });
 
+  it("anchor checkpoint dropped (the last one no longer covers the window): named at that checkpoint, no crash", async () => {
+    const consistency = lineWhere(lines, (r) => r.t === "consistency" && r.to_size === 20);
+    const v = await verify(without(lines, at.checkpoint(20), consistency), { trustedKeys: pinned });
+    expectFailure(v, at.checkpoint(12), "checkpoint 12", /does not cover the window, which ends at seq 12: the anchor checkpoint is missing/);
+  });
+
   it("edited payload: digest mismatch at the payload", async () => {
     const n = at.payload(6);
     const v = await verify(edited(lines, n, (r) => {

@@ -792,9 +792,14 @@ export class BundleVerifier {
   private leave(stage: number, n: number): void {
     const h = this.header;
     switch (STAGES[stage]) {
-      case "checkpoint":
+      case "checkpoint": {
         if (this.cps.length === 0) throw new Fail(n, "checkpoint", "no checkpoint: a bundle needs at least the anchor checkpoint");
+        const anchor = this.cps[this.cps.length - 1]!;
+        if (h && anchor.size < h.b) {
+          throw new Fail(anchor.line, `checkpoint ${anchor.size}`, `the last checkpoint (size ${anchor.size}) does not cover the window, which ends at seq ${h.b - 1}: the anchor checkpoint is missing`);
+        }
         return;
+      }
       case "consistency":
         if (this.consistencyCount < this.cps.length - 1) {
           const i = this.consistencyCount;
@@ -996,11 +1001,8 @@ export class BundleVerifier {
     this.prevHash = e.hash;
     this.nextSeq++;
     this.entryCount++;
-    if (e.batch !== undefined) {
-      const list = this.batchMembers.get(e.batch) ?? [];
-      list.push({ seq: e.seq, hash: e.hash, agent: e.agent });
-      this.batchMembers.set(e.batch, list);
-    }
+    // Batch members are not collected until the agents issue fixes what a batch
+    // signature covers: keeping them would grow memory with every entry for nothing.
     while (this.nextRootCheck < this.cps.length && this.cps[this.nextRootCheck]!.size === frontier.size) {
       const cp = this.cps[this.nextRootCheck++]!;
       this.checkRoot(cp, frontier.root(), n, `root at size ${cp.size}`,
