@@ -152,11 +152,21 @@ export async function startLedgerServer(config: ServerConfig, logger: Logger = c
  * every earlier checkpoint look forged. Refuse to start instead.
  */
 async function checkOriginUnchanged(db: Database, ledgerName: string): Promise<void> {
-  const res = await db.query<{ chain: string; note: string }>("SELECT chain, note FROM checkpoints ORDER BY cut_at DESC LIMIT 1");
-  const row = res.rows[0];
-  if (!row) return;
-  const origin = parseCheckpoint(parseNote(row.note).text).origin;
-  if (origin !== `${ledgerName}/${row.chain}`) {
+  // The newest checkpoint that parses: a damaged row is for Verify and the checkpointer
+  // to report, and must not keep the server from starting.
+  const res = await db.query<{ chain: string; note: string }>("SELECT chain, note FROM checkpoints ORDER BY cut_at DESC LIMIT 50");
+  const found = res.rows
+    .map((row) => {
+      try {
+        return { chain: row.chain, origin: parseCheckpoint(parseNote(row.note).text).origin };
+      } catch {
+        return null;
+      }
+    })
+    .find((r) => r !== null);
+  if (!found) return;
+  const { origin, chain } = found;
+  if (origin !== `${ledgerName}/${chain}`) {
     throw new Error(
       `LEDGER_NAME is "${ledgerName}" but this database's checkpoints were signed with origin "${origin}": ` +
         `set LEDGER_NAME back to the name they were signed under (it cannot change once checkpoints exist)`,
