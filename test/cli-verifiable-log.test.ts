@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import pg from "pg";
 import { spawnServer, uniqueChain, type ServerProcess } from "./support/test-server.js";
 import { clientOn, isolatedDatabase } from "./support/verifiable-log.js";
 
@@ -147,6 +148,17 @@ describe("LEDGER_NAME is fixed once checkpoints exist", () => {
         (e: unknown) => e as Error,
       );
       expect(err?.message).toMatch(/LEDGER_NAME is "ledger\.renamed\.example" but this database's checkpoints were signed with origin "audit-ledger\.local\/name-/);
+      // A damaged checkpoint row is for Verify and the checkpointer to report: the server
+      // still starts under its own name.
+      const su = new pg.Client({ connectionString: db.url });
+      await su.connect();
+      try {
+        await su.query("INSERT INTO checkpoints (chain, tree_size, root, key_id, note) VALUES ($1, 1000000, '\\x00', 'junk', 'junk')", [chain]);
+      } finally {
+        await su.end();
+      }
+      const again = await spawnServer({ DATABASE_URL: db.url, KEYS_DIR: keysDir, CHECKPOINT_INTERVAL_MS: "0" });
+      expect(await again.stop()).toBe(0);
     } finally {
       await db.drop();
       rmSync(keysDir, { recursive: true, force: true });
