@@ -14,3 +14,4 @@ export * from "./merkle-proof.js";
 export * from "./signed-note.js";
 export * from "./checkpoint.js";
 export * from "./evidence-bundle.js";
+export * from "./agent-zid.js";
