@@ -26,8 +26,9 @@ export interface SourceEvent {
 
 /**
  * How the agent receives events. `emit` resolves once the events are durable in the
- * outbox; a source that must not run ahead awaits it. It rejects with OutboxFull-style
- * backpressure only through `pause()`, never by dropping.
+ * outbox; a source that must not run ahead awaits it. When the outbox is full the agent
+ * calls the source's `pause()` and `emit` waits for space: events are delayed, never
+ * dropped.
  */
 export interface SourceSink {
   emit(events: SourceEvent[]): Promise<void>;
