@@ -45,16 +45,28 @@ program
     // Loaded only here: the client commands start fast without the server and its databases.
     const { configFromEnv } = await import("../../server/config.js");
     const { startLedgerServer } = await import("../../server/ledger-server.js");
+    // Signals are handled from before the start: a SIGTERM that arrives while the
+    // server is starting (or right after it logs "listening") still stops it cleanly.
+    let stopRequested = false;
+    let running: Awaited<ReturnType<typeof startLedgerServer>> | undefined;
+    const stop = () => {
+      if (running) void running.close().then(() => process.exit(0));
+      else stopRequested = true;
+    };
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
     const server = await startLedgerServer(configFromEnv(env));
+    running = server;
+    if (stopRequested) {
+      await server.close();
+      process.exit(0);
+    }
     if (server.bootstrapToken) {
       process.stdout.write(
         `\nFirst start: an admin API key for chain "${configFromEnv(env).defaultChain}" (shown once, keep it safe):\n\n` +
           `  export AUDIT_LEDGER_API_KEY=${server.bootstrapToken}\n\n`,
       );
     }
-    const stop = () => void server.close().then(() => process.exit(0));
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
   });
 
 const keys = program.command("keys").description("manage API keys (create) and checkpoint signing keys (generate, signing)");
