@@ -1,29 +1,15 @@
 // The verifiable-log commands of the CLI against a real server process: checkpoint,
 // prove, redact, export (then verify-bundle offline), and signing-key rotation.
-import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import pg from "pg";
+import { runCli } from "./support/cli-process.js";
 import { spawnServer, uniqueChain, type ServerProcess } from "./support/test-server.js";
 import { clientOn, isolatedDatabase } from "./support/verifiable-log.js";
 
-const CLI = ["--import", "tsx", "clients/cli/main.ts"];
-
-function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const clean = { ...process.env, ...env };
-    for (const k of ["AUDIT_LEDGER_URL", "AUDIT_LEDGER_API_KEY", "DATABASE_URL"]) if (!(k in env)) delete clean[k];
-    const child = spawn(process.execPath, [...CLI, ...args], { env: clean, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
-    child.once("error", reject);
-    child.once("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const cli = (args: string[]) => runCli(args);
 
 const json = (text: string) => JSON.parse(text.trim().split("\n").at(-1)!) as Record<string, unknown>;
 

@@ -1,39 +1,16 @@
 // `audit-ledger verify-bundle` (SPEC §7) as an auditor runs it: its own process, a file,
 // no server and no network. Exit 0 valid, 1 invalid, 2 for usage errors.
-import { spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { formatVerifierKey, type BundleVerdict } from "../chain/index.js";
 import { linesOf, makeBundleFixture, textOf } from "../chain/vectors/evidence-bundle-fixture.js";
+import { runCli } from "./support/cli-process.js";
 
-const CLI = ["--import", "tsx", "clients/cli/main.ts"];
-
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI to completion, with `stdin` piped in when given. */
-function cli(args: string[], stdin?: string): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const env = { ...process.env };
-    // Nothing to talk to: the command must not need a server.
-    env.AUDIT_LEDGER_URL = "http://127.0.0.1:9";
-    delete env.AUDIT_LEDGER_API_KEY;
-    delete env.DATABASE_URL;
-    const child = spawn(process.execPath, [...CLI, ...args], { env, stdio: [stdin === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout!.on("data", (c: Buffer) => (stdout += c.toString()));
-    child.stderr!.on("data", (c: Buffer) => (stderr += c.toString()));
-    child.once("error", reject);
-    child.once("close", (code) => resolve({ code, stdout, stderr }));
-    if (stdin !== undefined) child.stdin!.end(stdin);
-  });
-}
+/** Runs the CLI to completion, with `stdin` piped in when given. Nothing to talk to:
+ * the command must not need a server. */
+const cli = (args: string[], stdin?: string) => runCli(args, { env: { AUDIT_LEDGER_URL: "http://127.0.0.1:9" }, stdin });
 
 describe("audit-ledger verify-bundle", () => {
   let dir: string;

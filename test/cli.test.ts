@@ -4,37 +4,11 @@ import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, onTestFinished, test } from "vitest";
 import { createLedgerClient } from "../clients/node/ledger-client.js";
+import { CLI, cleanCliEnv, runCli } from "./support/cli-process.js";
 import { createKey, databaseUrl, spawnServer, superuser, uniqueChain, type ServerProcess } from "./support/test-server.js";
 
-const CLI = ["--import", "tsx", "clients/cli/main.ts"];
-
-/** The environment without anything that would point the CLI elsewhere. */
-function cleanEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  delete env.AUDIT_LEDGER_URL;
-  delete env.AUDIT_LEDGER_API_KEY;
-  delete env.DATABASE_URL;
-  return env;
-}
-
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI to completion. */
-function cli(args: string[]): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...CLI, ...args], { env: cleanEnv(), stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
-    child.once("error", reject);
-    child.once("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
+/** Runs the CLI to completion, in a clean environment. */
+const cli = (args: string[]) => runCli(args);
 
 const lines = (text: string) => text.split("\n").filter((l) => l.trim() !== "");
 const ndjson = (text: string) => lines(text).map((l) => JSON.parse(l) as Record<string, unknown>);
@@ -210,7 +184,7 @@ describe("audit-ledger CLI against a server process", () => {
       const client = createLedgerClient({ baseUrl: server.url, apiKey: key });
       await client.ledger.appendBatch({ events: [{ kind: "tail.before", subject: "a" }, { kind: "tail.before", subject: "b" }] });
 
-      const child = spawn(process.execPath, [...CLI, ...as(key), "tail", "--from-seq", "0"], { env: cleanEnv(), stdio: ["ignore", "pipe", "pipe"] });
+      const child = spawn(process.execPath, [...CLI, ...as(key), "tail", "--from-seq", "0"], { env: cleanCliEnv(), stdio: ["ignore", "pipe", "pipe"] });
       onTestFinished(() => void (child.exitCode === null && child.signalCode === null && child.kill("SIGKILL")));
       let stderr = "";
       child.stderr!.on("data", (c: Buffer) => (stderr += c.toString()));
