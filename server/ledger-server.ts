@@ -55,6 +55,8 @@ export async function startLedgerServer(config: ServerConfig, logger: Logger = c
   const metrics = new LedgerMetrics();
   let keys: KeyRing;
   try {
+    // Before the key ring: a renamed ledger must not even get a key of its new name.
+    await checkOriginUnchanged(db, config.ledgerName);
     keys = await KeyRing.open(config.keysDir, config.ledgerName);
   } catch (err) {
     await db.close();
@@ -63,12 +65,6 @@ export async function startLedgerServer(config: ServerConfig, logger: Logger = c
   logger.info({ keysDir: config.keysDir, signingKey: formatVerifierKey(keys.active()) }, "checkpoint signing key ready");
   if ((statSync(config.keysDir).mode & 0o077) !== 0) {
     logger.warn({ keysDir: config.keysDir }, "the signing key folder is readable by other users: chmod 700 it");
-  }
-  try {
-    await checkOriginUnchanged(db, config.ledgerName);
-  } catch (err) {
-    await db.close();
-    throw err;
   }
   const checkpointer = new Checkpointer(db, keys, { intervalMs: config.checkpointIntervalMs, logger, metrics });
   const notifier = new CommitNotifier();

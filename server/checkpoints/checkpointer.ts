@@ -109,6 +109,7 @@ export class Checkpointer {
 
   /** Cuts a checkpoint for every chain whose head is past its latest checkpoint. */
   async cutDue(): Promise<void> {
+    // Each round picks up a rotated key, even when no chain is due.
     await this.keys.reloadIfChanged();
     // Every chain whose head differs from its latest checkpoint's size, either way: a
     // checkpoint larger than the head is a refusal for cut() to raise, not a chain to skip.

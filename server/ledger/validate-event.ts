@@ -23,6 +23,12 @@ export function invalid(message: string): ConnectError {
   return new ConnectError(message, Code.InvalidArgument);
 }
 
+/** A seq or tree size from a request as a number; `field` names it in the error. */
+export function seqNumber(value: bigint, field: string): number {
+  if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw invalid(`${field}: ${value} is beyond any chain`);
+  return Number(value);
+}
+
 /** Checks a chain name; `where` names the field in the error. */
 export function validateChainName(chain: string, where = "chain"): string {
   if (!CHAIN_NAME.test(chain)) {

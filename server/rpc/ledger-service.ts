@@ -21,7 +21,7 @@ import { chainOf } from "../auth/auth-interceptor.js";
 import type { Database } from "../storage/database.js";
 import type { Sequencer } from "../ledger/sequencer.js";
 import type { Limits } from "../ledger/limits.js";
-import { invalid, normaliseTime, prepareEvent } from "../ledger/validate-event.js";
+import { invalid, normaliseTime, prepareEvent, seqNumber } from "../ledger/validate-event.js";
 import { queryEntries, readEntry, readHead, type EntryFilter } from "../ledger/ledger-reader.js";
 import { decodeCursor, encodeCursor, queryFingerprint } from "../ledger/query-cursor.js";
 import { verifyRange } from "../verify/verify-range.js";
@@ -31,7 +31,7 @@ import type { LedgerMetrics } from "../ops/metrics.js";
 import { toEntryMessage } from "./entry-message.js";
 import type { Checkpointer } from "../checkpoints/checkpointer.js";
 import { exportBundle } from "../export/export-bundle.js";
-import { resolveCheckpoint, seqNumber, verifiableLogService } from "./verifiable-log-service.js";
+import { resolveCheckpoint, verifiableLogService } from "./verifiable-log-service.js";
 
 export interface LedgerServiceDeps {
   db: Database;

@@ -17,7 +17,7 @@ import { chainOf } from "../auth/auth-interceptor.js";
 import type { Database } from "../storage/database.js";
 import type { Sequencer } from "../ledger/sequencer.js";
 import type { Limits } from "../ledger/limits.js";
-import { invalid } from "../ledger/validate-event.js";
+import { invalid, seqNumber } from "../ledger/validate-event.js";
 import { readEntry, readHead } from "../ledger/ledger-reader.js";
 import { checkpointAt, latestCheckpoint, type Checkpointer, type StoredCheckpoint } from "../checkpoints/checkpointer.js";
 import { consistencyProof, inclusionProof } from "../merkle/tree-store.js";
@@ -41,11 +41,6 @@ export function checkpointMessage(cp: StoredCheckpoint): Checkpoint {
     cutAt: cp.cutAt.toISOString(),
     keyId: cp.keyId,
   });
-}
-
-export function seqNumber(value: bigint, field: string): number {
-  if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw invalid(`${field}: ${value} is beyond any chain`);
-  return Number(value);
 }
 
 /**

@@ -65,7 +65,6 @@ export async function* verifyRange(
   // appends that commit while it runs are not part of this Verify. Rows beyond the head
   // are looked for afterwards, in one snapshot with the head.
   const end = Math.min(to ?? committed, committed);
-  const expectedEnd = end;
   if (start > committed) throw invalid(`from_seq: the chain has ${committed} entries, so a range starts at ${committed} at most`);
   const verdict = (walker: ChainWalker | null, firstBreak: ChainBreak | null, checkpointsChecked = 0): VerifyVerdict => ({
     valid: firstBreak === null,
@@ -95,7 +94,7 @@ export async function* verifyRange(
   }
 
   // Checkpoints inside the range, each checked when the walk reaches its size.
-  const checkpoints = await checkpointsBetween(db, chain, start, expectedEnd, trust.origin);
+  const checkpoints = await checkpointsBetween(db, chain, start, end, trust.origin);
   let nextCheckpoint = 0;
   let lastGood = start;
   let checkpointsChecked = 0;
@@ -134,10 +133,10 @@ export async function* verifyRange(
     }
     if (walker.checked - lastReport >= progressEvery) {
       lastReport = walker.checked;
-      yield { checked: walker.checked, total: Math.max(expectedEnd - start, 0) };
+      yield { checked: walker.checked, total: Math.max(end - start, 0) };
     }
   }
-  let firstBreak = walker.finish(expectedEnd);
+  let firstBreak = walker.finish(end);
   if (firstBreak?.kind === "truncated" && latest && latest.treeSize > head.count) {
     firstBreak = {
       ...firstBreak,
