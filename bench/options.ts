@@ -2,7 +2,7 @@
 // variables, then defaults sized so the whole run takes a few minutes on 2 cores.
 import { parseArgs } from "node:util";
 
-export const PHASES = ["append-batch", "raw-copy", "diy-chain", "unary", "tail", "verify", "tree-cost", "growth", "proofs"] as const;
+export const PHASES = ["append-batch", "raw-copy", "diy-chain", "unary", "tail", "verify", "tree-cost", "growth", "proofs", "agent"] as const;
 export type Phase = (typeof PHASES)[number];
 
 export interface BenchOptions {
@@ -44,6 +44,17 @@ export interface BenchOptions {
   /** Proofs of each kind per mode (one at a time, and --proof-concurrency at once). */
   proofSamples: number;
   proofConcurrency: number;
+  /** Agent path: events per timed run, new items per poll of its generic_polling source, its interval_ms. */
+  agentEvents: number;
+  agentPage: number;
+  agentIntervalMs: number;
+  /** The agent's ingest.max_batch_events (undefined: its default). */
+  agentBatchEvents: number | undefined;
+  /** Agent path: one run (own agent process and chain) per outbox fsync policy. */
+  agentFsync: ("per-batch" | "interval" | "none")[];
+  /** Idle agent: seconds with nothing new (RSS), then seconds at 60 events/min (CPU). */
+  agentIdleSeconds: number;
+  agentTrickleSeconds: number;
   /** Run in this existing database (created if missing) and keep it: loaded chains are reused. */
   database: string | undefined;
   /** "child": the server runs in its own Node process (as in production); "inprocess": in the bench's event loop. */
@@ -82,6 +93,13 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
       "checkpoint-every": { type: "string" },
       "proof-samples": { type: "string" },
       "proof-concurrency": { type: "string" },
+      "agent-events": { type: "string" },
+      "agent-page": { type: "string" },
+      "agent-interval-ms": { type: "string" },
+      "agent-fsync": { type: "string" },
+      "agent-batch-events": { type: "string" },
+      "agent-idle-seconds": { type: "string" },
+      "agent-trickle-seconds": { type: "string" },
       database: { type: "string" },
       server: { type: "string" },
       keep: { type: "boolean" },
@@ -150,6 +168,20 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     checkpointEvery: Math.round(num(values["checkpoint-every"], "BENCH_CHECKPOINT_EVERY", 100_000)),
     proofSamples: Math.round(num(values["proof-samples"], "BENCH_PROOF_SAMPLES", 1000)),
     proofConcurrency: Math.round(num(values["proof-concurrency"], "BENCH_PROOF_CONCURRENCY", 4)),
+    agentEvents: Math.round(num(values["agent-events"], "BENCH_AGENT_EVENTS", 50_000)),
+    agentPage: Math.round(num(values["agent-page"], "BENCH_AGENT_PAGE", 5000)),
+    agentIntervalMs: Math.max(100, Math.round(num(values["agent-interval-ms"], "BENCH_AGENT_INTERVAL_MS", 100))),
+    agentBatchEvents: (values["agent-batch-events"] ?? env.BENCH_AGENT_BATCH_EVENTS) ? Math.round(num(values["agent-batch-events"], "BENCH_AGENT_BATCH_EVENTS", 1000)) : undefined,
+    agentFsync: (values["agent-fsync"] ?? env.BENCH_AGENT_FSYNC ?? "per-batch,none")
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean)
+      .map((s) => {
+        if (s !== "per-batch" && s !== "interval" && s !== "none") throw new Error(`--agent-fsync: "${s}" is not per-batch, interval or none`);
+        return s;
+      }),
+    agentIdleSeconds: num(values["agent-idle-seconds"], "BENCH_AGENT_IDLE_SECONDS", 20),
+    agentTrickleSeconds: num(values["agent-trickle-seconds"], "BENCH_AGENT_TRICKLE_SECONDS", 60),
     database: values.database ?? env.BENCH_DATABASE,
     server,
     keep: values.keep ?? env.BENCH_KEEP === "1",
@@ -180,6 +212,13 @@ const USAGE = `npm run bench -- [flags]   (each flag also reads BENCH_<NAME>, e.
   --checkpoint-every N  loaded chains: a signed checkpoint every N entries (100000)
   --proof-samples N   proofs: inclusion and consistency proofs each, sequential and concurrent (1000)
   --proof-concurrency N  proofs: requests in flight in the concurrent runs, one connection each (4)
+  --agent-events N    agent: events per timed run through an \`audit-ledger agent\` process (50000)
+  --agent-page N      agent: new items per poll of its generic_polling source (5000)
+  --agent-interval-ms N  agent: the source's interval_ms (100, the least it accepts)
+  --agent-fsync LIST  agent: one run per outbox fsync policy ("per-batch,none")
+  --agent-batch-events N  agent: its ingest.max_batch_events (default: the agent's own, 1000)
+  --agent-idle-seconds N     agent: seconds with nothing new, for RSS (20)
+  --agent-trickle-seconds N  agent: seconds at 60 events/min, for CPU (60)
   --database NAME     run in this database (created if missing) and keep it; chains loaded
                       earlier (bench/load-chain.ts, or an earlier --database run) are reused.
                       Meant for --only tree-cost,growth,proofs: the other phases need their

@@ -9,6 +9,8 @@ import type { ProofKindResult, ProofsResult } from "./proofs.js";
 import type { LoadResult } from "./load-chain.js";
 import { int, ms, ratio } from "./stats.js";
 import type { GroupCommits, PhaseUsage } from "./resource-meter.js";
+import type { AgentIngestResult } from "./agent-ingest.js";
+import type { AgentIdleResult } from "./agent-idle.js";
 
 export interface BenchResults {
   appendBatch?: ThroughputResult;
@@ -24,6 +26,9 @@ export interface BenchResults {
   loads?: LoadResult[];
   growth?: GrowthResult;
   proofs?: ProofsResult;
+  /** Durable ingest through an agent process, with raw COPY of its rows and AppendBatch beside it. */
+  agent?: AgentIngestResult;
+  agentIdle?: AgentIdleResult;
 }
 
 export const TARGETS = {
@@ -35,6 +40,11 @@ export const TARGETS = {
   proofP99Ms: 5,
   /** "Flat": the larger chain appends at least this fraction of the smaller one's rate. */
   growthFlat: 0.9,
+  agentOverCopy: 0.7,
+  /** Agent at rest, MB (10^6 bytes) of RSS. */
+  agentIdleRssMB: 60,
+  /** Agent CPU at 60 events/min, % of one core. */
+  agentCpuPercent: 5,
 };
 
 type Row = [measurement: string, figure: string, target: string, status: string];
@@ -125,6 +135,29 @@ export function resultRows(r: BenchResults): Row[] {
       ]);
     size("inclusion", pr.inclusion);
     size("consistency", pr.consistency);
+  }
+  const ag = r.agent;
+  if (ag) {
+    const copy = ag.rawCopy.rowsPerSecond;
+    for (const run of ag.runs) {
+      rows.push([`agent path durable ingest (agent process, generic_polling, outbox fsync ${run.fsync}, committed)`, `${int(run.rowsPerSecond)} events/s`, "", ""]);
+      const x = run.rowsPerSecond / copy;
+      rows.push([`  agent (fsync ${run.fsync}) / raw COPY of its rows`, ratio(x), `>= ${TARGETS.agentOverCopy} x`, verdict(x >= TARGETS.agentOverCopy)]);
+      rows.push([`  agent (fsync ${run.fsync}) / AppendBatch`, ratio(run.rowsPerSecond / ag.appendBatch.rowsPerSecond), "", ""]);
+    }
+    rows.push(["raw COPY of the agent's rows, same indexes", `${int(copy)} rows/s`, "", ""]);
+    rows.push([`AppendBatch, ${int(ag.options.events)} events, ${ag.options.clients} clients (same phase)`, `${int(ag.appendBatch.rowsPerSecond)} events/s`, "", ""]);
+  }
+  const ai = r.agentIdle;
+  if (ai) {
+    const mb = ai.idle.rssBytes / 1e6;
+    rows.push([`agent RSS at rest (one source, nothing new, ${ai.options.idleSeconds} s)`, `${mb.toFixed(1)} MB`, `< ${TARGETS.agentIdleRssMB} MB`, verdict(mb < TARGETS.agentIdleRssMB)]);
+    rows.push([
+      `agent CPU at ${int(ai.options.itemsPerSecond * 60)} events/min (${ai.options.trickleSeconds} s)`,
+      `${ai.trickleCpuPercent.toFixed(2)} % of a core`,
+      `< ${TARGETS.agentCpuPercent} %`,
+      verdict(ai.trickleCpuPercent < TARGETS.agentCpuPercent),
+    ]);
   }
   return rows;
 }
@@ -245,6 +278,47 @@ export function details(r: BenchResults): string[] {
     const count = pr.inclusion.sequential.count + pr.inclusion.concurrent.count + pr.consistency.sequential.count + pr.consistency.concurrent.count;
     out.push(`proofs on ${pr.chain} (checkpoint of ${int(pr.treeSize)}): ${k("inclusion", pr.inclusion)}. ${k("consistency", pr.consistency)}.`);
     out.push(`all ${int(pr.verified)} proofs verified on the client with the chain module. ${cpuLine(pr.usage, count, "proof")}`);
+  }
+  if (r.agent) {
+    const ag = r.agent;
+    const o = ag.options;
+    for (const run of ag.runs) {
+      const cpu = run.usage?.cpu;
+      const per = (x: number | undefined) => ms((1000 * (x ?? NaN)) / run.events);
+      out.push(
+        `agent path, outbox fsync ${run.fsync} (chain ${run.chain}): ${int(run.events)} events in ${run.seconds.toFixed(2)} s from the first measured page served to the last commit ` +
+          `(pages of ${int(o.pageSize)} new items, interval_ms ${o.intervalMs}, ${run.polls} polls; the source had read its last page after ${run.sourceSeconds.toFixed(2)} s; ` +
+          `Ingest batches of at most ${int(o.agentBatchEvents ?? 1000)} events), ` +
+          `after ${int(o.warmup)} warm-up events. CPU per 1,000 events: agent process ${per(run.agentCpuMs)}, server ${per(cpu?.serverMs)}, Postgres ${per(cpu?.postgresMs)}, ` +
+          `bench process (endpoint, polling the head) ${per(cpu?.benchMs)}; agent peak RSS ${(run.agentPeakRssBytes / 1e6).toFixed(0)} MB.` +
+          (cpu
+            ? ` Share of the machine (${cpu.cores} cores): agent ${Math.round((100 * run.agentCpuMs) / (cpu.wallMs * cpu.cores))} %, server ${Math.round((100 * cpu.serverMs) / (cpu.wallMs * cpu.cores))} %, ` +
+              `Postgres ${Math.round((100 * cpu.postgresMs) / (cpu.wallMs * cpu.cores))} %, other processes ${Math.round((100 * Math.max(0, cpu.otherMs - run.agentCpuMs)) / (cpu.wallMs * cpu.cores))} %, ` +
+              `steal ${Math.round((100 * cpu.stealMs) / (cpu.wallMs * cpu.cores))} %, idle ${Math.round((100 * cpu.idleMs) / (cpu.wallMs * cpu.cores))} %.`
+            : "") +
+          commitLine(run.usage) +
+          walLine(run.usage, run.events),
+      );
+    }
+    out.push(`raw COPY of the agent's rows (${ag.runs[0]!.chain}, warm-up included): ${int(ag.rawCopy.rows)} rows in ${ag.rawCopy.seconds.toFixed(2)} s. ${cpuLine(ag.rawCopy.usage, ag.rawCopy.rows / 1000, "1,000 rows")}`);
+    out.push(
+      `AppendBatch beside it: ${int(ag.appendBatch.rows)} bench events in ${ag.appendBatch.seconds.toFixed(2)} s, batches of ${int(o.batchSize)}, ${o.clients} clients. ` +
+        cpuLine(ag.appendBatch.usage, ag.appendBatch.rows / 1000, "1,000 events") +
+        commitLine(ag.appendBatch.usage),
+    );
+  }
+  if (r.agentIdle) {
+    const ai = r.agentIdle;
+    const mb = (b: number) => `${(b / 1e6).toFixed(1)} MB`;
+    out.push(
+      `agent at rest (generic_polling, interval_ms ${ai.intervalMs}, endpoint answering 304): started and committed its first event in ${ai.startSeconds.toFixed(1)} s; ` +
+        `over ${ai.options.idleSeconds} s RSS ${mb(ai.idleRssMinBytes)}-${mb(ai.idleRssMaxBytes)} (peak since start ${mb(ai.idle.hwmBytes)}), ` +
+        `CPU ${ai.idleCpuPercent.toFixed(2)} % of a core, ${ai.idlePolls} polls; ${ai.idle.processes} process(es), RSS of all ${mb(ai.idle.treeRssBytes)}.`,
+    );
+    out.push(
+      `agent at ${int(ai.options.itemsPerSecond * 60)} events/min: ${ai.trickleEvents} events committed, ${ai.tricklePolls} polls in ${ai.options.trickleSeconds} s, ` +
+        `CPU ${ai.trickleCpuPercent.toFixed(2)} % of a core, RSS ${mb(ai.trickle.rssBytes)} at the end.`,
+    );
   }
   return out;
 }

@@ -10,6 +10,9 @@
 //   7. tree-cost: the sequencer with and without Merkle tree maintenance (bench-tree-on/off)
 //   8. growth: AppendBatch into chains preloaded to 100k and 1M entries (bench/load-chain.ts)
 //   9. proofs: inclusion and consistency proofs on the largest preloaded chain
+//  10. agent: durable ingest through an `audit-ledger agent` process (generic_polling
+//      source, outbox, Ingest), next to raw COPY of its rows and AppendBatch; then the
+//      agent's idle RSS and its CPU at 60 events/min
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -34,6 +37,8 @@ import { details, markdownTable, resultRows, type BenchResults } from "./report.
 import { int } from "./stats.js";
 import { resourceMeter } from "./resource-meter.js";
 import { summarizeProfile } from "./profile-summary.js";
+import { agentIngest } from "./agent-ingest.js";
+import { agentIdle } from "./agent-idle.js";
 
 const BATCH_CHAIN = "bench-batch";
 
@@ -202,6 +207,26 @@ async function main(): Promise<void> {
         results.proofs = await proofLatency(await clients(chain, opts.proofConcurrency), database.url, chain, { samples: opts.proofSamples, concurrency: opts.proofConcurrency }, meter("proofs"));
         const p = results.proofs;
         log(`  inclusion p99 ${p.inclusion.sequential.p99.toFixed(2)} ms, consistency p99 ${p.consistency.sequential.p99.toFixed(2)} ms; ${p.verified} proofs verified`);
+      });
+    }
+    if (want("agent")) {
+      await phase("agent", async () => {
+        results.agent = await agentIngest(
+          { admin: adminClient, serverUrl: url, clients, meter, log },
+          {
+            events: opts.agentEvents,
+            pageSize: opts.agentPage,
+            intervalMs: opts.agentIntervalMs,
+            fsyncs: opts.agentFsync,
+            agentBatchEvents: opts.agentBatchEvents,
+            warmup: Math.min(opts.agentEvents, 5000),
+            batchSize: opts.batchSize,
+            clients: opts.clients,
+            cpuProfDir: profDir,
+          },
+        );
+        log(`agent at rest: one generic_polling source, ${opts.agentIdleSeconds} s with nothing new, then ${opts.agentTrickleSeconds} s at 60 events/min`);
+        results.agentIdle = await agentIdle(adminClient, url, { idleSeconds: opts.agentIdleSeconds, trickleSeconds: opts.agentTrickleSeconds, itemsPerSecond: 1 }, log);
       });
     }
   } finally {

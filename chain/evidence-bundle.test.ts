@@ -2,22 +2,33 @@
 // Merkle tree and signed checkpoints made by the chain module verifies; every kind of
 // corruption is reported at the first bad line, with a reason a person can act on.
 import { readFileSync } from "node:fs";
+import sodium from "libsodium-wrappers";
 import { beforeAll, describe, expect, it } from "vitest";
 import {
+  batchId,
+  batchMessage,
   buildBundle,
   buildBundleText,
   BundleBuildError,
+  consistencyProofRanges,
+  coverage,
   entryHash,
+  entryLeafHash,
+  eventCommitment,
   formatVerifierKey,
   fromBase64,
   generateSignerKey,
   parseVerifierKey,
   planBundle,
+  rangeNodes,
   rootOfLeaves,
   signCheckpoint,
   splitBundleLines,
   toBase64,
   verifyBundle,
+  zidOf,
+  ZERO_HASH,
+  type BundleBatchInput,
   type BundleEntryInput,
   type BundleVerdict,
   type SignerKey,
@@ -26,12 +37,17 @@ import {
 } from "./index.js";
 import {
   applyEdits,
+  FIXTURE_CHAIN,
   FIXTURE_ORIGIN,
+  fixtureKeys,
   KEY_NAME,
   lineWhere,
   linesOf,
   makeBundleFixture,
+  makeEntries,
+  rangeHash,
   textOf,
+  vectorSeed,
   type BundleFixture,
   type TamperedCase,
 } from "./vectors/evidence-bundle-fixture.js";
@@ -166,16 +182,6 @@ describe("a valid bundle", () => {
     const v = await verify(linesOf(g.text), { trustedKeys: pinned });
     expect(v).toMatchObject({ ok: true, redacted: [6] });
     expect(v.warnings).toEqual([expect.stringMatching(/seq 6 was erased by entry seq 15, which lies outside the bundle/)]);
-  });
-
-  it("agent batch records are read and counted, reported as not checked (format reserved)", async () => {
-    const text = await buildBundleText({
-      ...f.input,
-      batches: [{ agent: "zid-1", batch: "b-1", publicKey: new Uint8Array(32), signature: new Uint8Array(64), seqs: [5, 6] }],
-    });
-    const v = await verify(linesOf(text), { trustedKeys: pinned });
-    expect(v).toMatchObject({ ok: true, batches: 1, batches_checked: 0 });
-    expect(v.warnings).toEqual([expect.stringMatching(/1 agent batch signature\(s\) not checked \(format reserved\)/)]);
   });
 });
 
@@ -479,6 +485,213 @@ describe("a tampered bundle names the first bad line", () => {
     expectFailure(await verify(inserted(lines, n, lines[1]!)), n + 1, "key", /key record out of place: key records come before checkpoint records/);
     expectFailure(await verify(inserted(lines, 1, '{"t":"comment"}')), 2, "line", /unknown record type "comment"/);
     expectFailure(await verify(edited(lines, at.entry(5), (r) => (r.note = "x"))), at.entry(5), "entry seq 5", /unknown field "note"/);
+  });
+});
+
+describe("agent batch signatures (SPEC §7)", () => {
+  // The fixture chain with two agents' entries: agent A's batch 3 signed seqs 3..7 and a
+  // further event that was deduplicated (so its entry carries an earlier batch), and the
+  // window [5, 13) cuts the batch; agent B's batch 8 signed seqs 8..10, and seq 9's
+  // payload was later erased. Rebuilt from scratch (hashes, tree, checkpoints) each time,
+  // as a ledger that lies would.
+  interface Agent {
+    zid: string;
+    publicKey: Uint8Array;
+    sign(m: Uint8Array): Uint8Array;
+  }
+  const agentOf = (label: string): Agent => {
+    const kp = sodium.crypto_sign_seed_keypair(vectorSeed(label));
+    return { zid: zidOf(kp.publicKey), publicKey: kp.publicKey, sign: (m) => sodium.crypto_sign_detached(m, kp.privateKey) };
+  };
+  let agentA: Agent;
+  let agentB: Agent;
+  let agentC: Agent;
+  beforeAll(() => {
+    agentA = agentOf("agent-a");
+    agentB = agentOf("agent-b");
+    agentC = agentOf("agent-c");
+  });
+
+  interface Plan {
+    agent: Agent;
+    batchNumber: number;
+    seqs: number[];
+    /** Signed events that are not entries of the chain under this batch. */
+    extra?: string[];
+  }
+  const plans = (): Plan[] => [
+    { agent: agentA, batchNumber: 3, seqs: [3, 4, 5, 6, 7], extra: [eventCommitment({ agent: agentA.zid, source_type: "generic_polling", kind: "item.created", idempotency_key: `${agentA.zid}/items/0` })] },
+    { agent: agentB, batchNumber: 8, seqs: [8, 9, 10] },
+  ];
+
+  /**
+   * The chain with the planned agent entries, their batches signed; `after` edits entries
+   * once signed (before hashing). Returns the entries and the batch inputs.
+   */
+  function agentChain(after: (e: BundleEntryInput) => void = () => {}, ps: Plan[] = plans()): { entries: BundleEntryInput[]; batches: BundleBatchInput[] } {
+    const entries = makeEntries(20, { seq: 9, by: 11 });
+    const batches: BundleBatchInput[] = [];
+    for (const p of ps) {
+      const members = p.seqs.map((s) => entries[s]!);
+      for (const e of members) {
+        e.agent = p.agent.zid;
+        e.source_type = "generic_polling";
+        e.idempotency_key = `${p.agent.zid}/items/${e.seq}`;
+      }
+      const events = members.map((e) => eventCommitment(e as never));
+      events.splice(1, 0, ...(p.extra ?? []));
+      const signature = p.agent.sign(batchMessage({ agent: p.agent.zid, chain: FIXTURE_CHAIN, batchNumber: p.batchNumber, events }));
+      const batch = batchId(p.batchNumber, signature);
+      for (const e of members) e.batch = batch;
+      batches.push({ agent: p.agent.zid, batch, batchNumber: p.batchNumber, publicKey: p.agent.publicKey, signature, events });
+    }
+    let prev = ZERO_HASH;
+    for (const e of entries) {
+      after(e);
+      e.prev_hash = prev;
+      e.hash = entryHash(e);
+      prev = e.hash;
+    }
+    return { entries, batches };
+  }
+
+  /** A bundle of [a, b) over `entries`, checkpoints at `sizes` signed by the current key. */
+  async function bundleOf(entries: BundleEntryInput[], batches: BundleBatchInput[], a = 5, b = 13, sizes = [7, 12, 20]): Promise<string[]> {
+    const keys = await fixtureKeys();
+    const leaves = entries.map(entryLeafHash);
+    return linesOf(await buildBundleText({
+      chain: FIXTURE_CHAIN,
+      origin: FIXTURE_ORIGIN,
+      fromSeq: a,
+      toSeq: b,
+      createdAt: "2026-02-01T12:00:00.000Z",
+      keys: [{ key: keys.current, createdAt: "2026-01-01T00:00:10.000Z" }],
+      checkpoints: sizes.map((size) => signCheckpoint({ origin: FIXTURE_ORIGIN, size, root: rootOfLeaves(leaves.slice(0, size)), extensions: [] }, keys.current)),
+      consistency: sizes.slice(1).map((toSize, i) => ({
+        fromSize: sizes[i]!,
+        toSize,
+        proof: consistencyProofRanges(sizes[i]!, toSize).map(([lo, hi]) => rangeHash(leaves, lo, hi)),
+      })),
+      frontier: rangeNodes(0, a).map((node) => rangeHash(leaves, ...coverage(node))),
+      entries: entries.slice(a, b),
+      batches,
+      completion: rangeNodes(b, sizes[sizes.length - 1]!).map((node) => rangeHash(leaves, ...coverage(node))),
+    }));
+  }
+
+  let good: { entries: BundleEntryInput[]; batches: BundleBatchInput[] };
+  let ls: string[];
+  let current: VerifierKey[];
+  beforeAll(async () => {
+    good = agentChain();
+    ls = await bundleOf(good.entries, good.batches);
+    current = [parseVerifierKey(formatVerifierKey((await fixtureKeys()).current))];
+  });
+  const batchLine = (lines: string[], i: number) => lineWhere(lines, (r) => r.t === "batch" && r.batch === good.batches[i]!.batch);
+  const entryLine = (lines: string[], seq: number) => lineWhere(lines, (r) => r.t === "entry" && r.seq === seq);
+
+  it("two batches verify: each signature, and every batched entry (a redacted one too) among its signed events", async () => {
+    const v = await verify(ls, { trustedKeys: current });
+    expect(v.first_failure).toBeUndefined();
+    expect(v).toMatchObject({ ok: true, entries: 8, redacted: [9], batches: 2, batches_checked: 2, warnings: [] });
+    const rec = JSON.parse(ls[batchLine(ls, 0) - 1]!) as Rec;
+    expect(Object.keys(rec)).toEqual(["t", "agent", "batch", "batch_number", "public_key", "signature", "events", "seqs"]);
+    expect(rec).toMatchObject({ agent: agentA.zid, batch_number: 3, seqs: [5, 6, 7], public_key: toBase64(agentA.publicKey) });
+    expect(rec.events).toHaveLength(6); // seqs 3..7 and the deduplicated event: the entries are a subset
+    expect(JSON.parse(ls[batchLine(ls, 1) - 1]!)).toMatchObject({ agent: agentB.zid, batch_number: 8, seqs: [8, 9, 10] });
+    expect(batchLine(ls, 0)).toBeGreaterThan(entryLine(ls, 12));
+  });
+
+  it("a window that cuts a batch at its end: the record lists the seqs inside", async () => {
+    const cut = await bundleOf(good.entries, good.batches, 5, 9, [7, 12]);
+    expect(JSON.parse(cut[lineWhere(cut, (r) => r.t === "batch" && r.agent === agentB.zid) - 1]!)).toMatchObject({ seqs: [8] });
+    expect(await verify(cut, { trustedKeys: current })).toMatchObject({ ok: true, batches: 2, batches_checked: 2 });
+  });
+
+  it("forged signature (one bit flipped): fails at the batch record", async () => {
+    const n = batchLine(ls, 1);
+    const v = await verify(edited(ls, n, (r) => {
+      const sig = fromBase64(r.signature as string);
+      sig[10]! ^= 0x01;
+      r.signature = toBase64(sig);
+    }), { trustedKeys: current });
+    expectFailure(v, n, `batch ${good.batches[1]!.batch}`, /batch signature does not verify: agent ZID-\w+'s key did not sign batch number 8/);
+    expect(v.batches_checked).toBe(1);
+  });
+
+  it("a committed field of a batched entry edited, with every hash, root and checkpoint redone: only the agent's signature catches it", async () => {
+    const forged = agentChain((e) => {
+      if (e.seq === 6) e.subject = "svc/other";
+    });
+    const lines = await bundleOf(forged.entries, forged.batches);
+    const v = await verify(lines, { trustedKeys: current });
+    expectFailure(v, batchLine(lines, 0), `batch ${good.batches[0]!.batch}`, /entry seq 6 \(line \d+\) is not among the events agent ZID-\w+ signed in batch 3\.[0-9a-f]{16}: its committed fields were edited/);
+    expect(v).toMatchObject({ entries: 8, checkpoints_checked: 2, batches_checked: 0 });
+  });
+
+  it("the same for a redacted entry: its payload_digest stays in the entry and is committed", async () => {
+    const forged = agentChain((e) => {
+      if (e.seq === 9) e.payload_size! += 1;
+    });
+    const lines = await bundleOf(forged.entries, forged.batches);
+    expectFailure(await verify(lines, { trustedKeys: current }), batchLine(lines, 1), /^batch 8\./, /entry seq 9 .*is not among the events/);
+  });
+
+  it("a missing batch record: fails at the first entry naming the batch", async () => {
+    const lines = await bundleOf(good.entries, good.batches.slice(1));
+    const v = await verify(lines, { trustedKeys: current });
+    expectFailure(v, entryLine(lines, 5), `batch ${good.batches[0]!.batch}`, /entry seq 5 names agent batch 3\.[0-9a-f]{16}, but the bundle has no batch record for it/);
+    const none = await bundleOf(good.entries, []);
+    expectFailure(await verify(none, { trustedKeys: current }), entryLine(none, 5), /^batch 3\./, /no batch record/);
+  });
+
+  it("a batch record with an entry that is not among its events", async () => {
+    // The ledger files an API entry under agent B's batch 8 (hashes recomputed).
+    const forged = agentChain((e) => {
+      if (e.seq === 12) Object.assign(e, { agent: agentB.zid, batch: good.batches[1]!.batch });
+    });
+    const lines = await bundleOf(forged.entries, forged.batches);
+    expect(JSON.parse(lines[batchLine(lines, 1) - 1]!)).toMatchObject({ seqs: [8, 9, 10, 12] });
+    expectFailure(await verify(lines, { trustedKeys: current }), batchLine(lines, 1), /^batch 8\./, /entry seq 12 \(line \d+\) is not among the events agent ZID-\w+ signed/);
+  });
+
+  it("a public key whose ZID is not the agent's", async () => {
+    const n = batchLine(ls, 0);
+    const v = await verify(edited(ls, n, (r) => (r.public_key = toBase64(agentC.publicKey))), { trustedKeys: current });
+    expectFailure(v, n, /^batch 3\./, new RegExp(`public_key is not agent ${agentA.zid}'s key: its ZID is ${agentC.zid}`));
+    // Signed by C in A's name: the same.
+    const [p0, p1] = plans();
+    const inName = agentChain(undefined, [{ ...p0!, agent: { ...agentC, zid: agentA.zid } }, p1!]);
+    const lines = await bundleOf(inName.entries, inName.batches);
+    const m = lineWhere(lines, (r) => r.t === "batch" && r.batch_number === 3);
+    expectFailure(await verify(lines, { trustedKeys: current }), m, /^batch 3\./, new RegExp(`public_key is not agent ${agentA.zid}'s key: its ZID is ${agentC.zid}`));
+  });
+
+  it("an entry of the batch that another agent wrote", async () => {
+    const n = batchLine(ls, 1);
+    const forged = agentChain((e) => {
+      if (e.seq === 10) e.agent = agentA.zid;
+    });
+    const lines = await bundleOf(forged.entries, forged.batches);
+    expectFailure(await verify(lines, { trustedKeys: current }), n, /^batch 8\./, new RegExp(`entry seq 10 \\(line \\d+\\) names batch 8\\.[0-9a-f]{16} but its agent is ${agentA.zid}, not ${agentB.zid}`));
+  });
+
+  it("seqs that are not those of the entries naming the batch, an edited batch id, a repeated record, a malformed one", async () => {
+    const n = batchLine(ls, 0);
+    const item = `batch ${good.batches[0]!.batch}`;
+    expectFailure(await verify(edited(ls, n, (r) => (r.seqs = [5, 6])), { trustedKeys: current }), n, item, /entry seq 7 names batch .* the record's seqs do not list it/);
+    expectFailure(await verify(edited(ls, n, (r) => (r.seqs = [5, 6, 7, 8])), { trustedKeys: current }), n, item, /lists seq 8, but no entry of the bundle at that seq names batch/);
+    expectFailure(await verify(edited(ls, n, (r) => (r.batch = "3.0000000000000000")), { trustedKeys: current }), n, "batch 3.0000000000000000",
+      new RegExp(`batch id 3\\.0{16} is not that of this signature and batch number \\(${good.batches[0]!.batch}\\)`));
+    expectFailure(await verify(inserted(ls, n, ls[n - 1]!), { trustedKeys: current }), n + 1, item, /a second batch record for batch/);
+    expectFailure(await verify(edited(ls, n, (r) => (r.chain = FIXTURE_CHAIN)), { trustedKeys: current }), n, item, /unknown field "chain"/);
+    expectFailure(await verify(edited(ls, n, (r) => (r.events = [])), { trustedKeys: current }), n, item, /"events" must be a non-empty list/);
+    expectFailure(await verify(edited(ls, n, (r) => (r.public_key = toBase64(new Uint8Array(31)))), { trustedKeys: current }), n, item, /public_key is 31 bytes/);
+  });
+
+  it("the builder refuses a batch that names no entry of the window, or one given twice", async () => {
+    await expect(bundleOf(good.entries, good.batches, 11, 13, [12, 20])).rejects.toThrow(/batch 3\.[0-9a-f]{16}: no entry of the window \[11, 13\) names it/);
+    await expect(bundleOf(good.entries, [good.batches[0]!, good.batches[0]!])).rejects.toThrow(/given twice/);
   });
 });
 

@@ -1,16 +1,20 @@
 // Evidence bundles (SPEC §7, docs/evidence-bundle.md): one NDJSON file that carries a
 // window [from_seq, to_seq) of a chain with everything an auditor needs to check it
 // offline: the entries and payloads, the signed checkpoints over them, consistency
-// proofs between those checkpoints, the public keys, and the Merkle hashes left and right
-// of the window that tie the entries to the signed roots.
+// proofs between those checkpoints, the public keys, the Merkle hashes left and right
+// of the window that tie the entries to the signed roots, and the agents' signatures
+// over the batches the window's agent entries came in.
 //
 // No I/O: the builder yields lines, the verifier reads lines; the server's Export, the
 // CLI and the browser supply the bytes.
 import { sha256Hex, sha256Stream } from "#sha256";
+import { batchId, eventCommitment, verifyBatchSignature, type CommittedEvent } from "./agent-batch.js";
+import { zidOf } from "./agent-zid.js";
 import { fromBase64, toBase64 } from "./base64.js";
 import { canonicalEnvelope } from "./canonical-json.js";
 import { parseCheckpoint, openCheckpoint } from "./checkpoint.js";
 import { ENVELOPE_VERSION, ZERO_HASH, type HashedEnvelope } from "./envelope.js";
+import { toHex } from "./hex.js";
 import { equalBytes, HASH_BYTES, leafHashOfCanonical } from "./merkle-hash.js";
 import { MerkleFrontier } from "./merkle-frontier.js";
 import { rangeNodes, type NodeId } from "./merkle-node.js";
@@ -101,15 +105,25 @@ export interface RedactedRecord {
   actor: string;
 }
 
-/** 7. An agent batch signature. Reserved: the agents issue defines what is signed. */
+/**
+ * 7. An agent's signature over one batch it sent (chain/agent-batch.ts): the signed
+ * statement is BATCH_SIGNATURE_CONTEXT + JCS {agent, batch_number, chain, events}, the
+ * chain being the bundle's.
+ */
 export interface BatchRecord {
   t: "batch";
+  /** The agent's ZID: zidOf(public_key). */
   agent: string;
+  /** The batch id the entries carry: batchId(batch_number, signature). */
   batch: string;
-  /** Base64. */
+  batch_number: number;
+  /** Base64 Ed25519 public key (32 bytes). */
   public_key: string;
-  /** Base64. */
+  /** Base64 Ed25519 signature (64 bytes). */
   signature: string;
+  /** Lowercase hex eventCommitment of every event the agent signed, in signed order. */
+  events: string[];
+  /** Seqs of the bundle's entries whose `batch` is this batch, ascending. */
   seqs: number[];
 }
 
@@ -210,12 +224,17 @@ export interface BundleEntryInput extends HashedEnvelope {
   redaction?: BundleRedactionInput;
 }
 
+/** One agent batch with entries in the window (a StoredBatch of agent-store fits). */
 export interface BundleBatchInput {
   agent: string;
   batch: string;
+  batchNumber: number;
   publicKey: Uint8Array;
   signature: Uint8Array;
-  seqs: number[];
+  /** eventCommitment of every signed event, in signed order: 32 bytes or 64 hex each. */
+  events: readonly (Uint8Array | string)[];
+  /** Seqs of the window's entries naming this batch; by default those the builder wrote. */
+  seqs?: number[];
 }
 
 export interface BuildBundleInput {
@@ -240,7 +259,11 @@ export interface BuildBundleInput {
   frontier: Uint8Array[];
   /** The entries fromSeq .. toSeq-1, ascending; may be streamed. */
   entries: Iterable<BundleEntryInput> | AsyncIterable<BundleEntryInput>;
-  /** Agent batch signatures (reserved; none exist before agents do). */
+  /**
+   * The agent batches the window's entries name, one each; may be streamed (read after
+   * the entries). The builder writes them as given: a missing one is the verifier's
+   * finding, not the builder's.
+   */
   batches?: Iterable<BundleBatchInput> | AsyncIterable<BundleBatchInput>;
   /** Hashes of rangeNodes(toSeq, anchor size), in that order. */
   completion: Uint8Array[];
@@ -268,9 +291,9 @@ export class BundleEncoder {
 /**
  * Writes an evidence bundle: yields its lines (each ending in "\n") in file order. Checks
  * the structure as it goes (sizes, counts, seq order, payload or redaction for every
- * entry with a payload) and throws BundleBuildError on anything the format cannot
- * express. It does not check hashes or signatures: an export shows what is stored, and
- * verifyBundle judges it.
+ * entry with a payload, batches naming entries of the window) and throws
+ * BundleBuildError on anything the format cannot express. It does not check hashes or
+ * signatures: an export shows what is stored, and verifyBundle judges it.
  */
 export async function* buildBundle(input: BuildBundleInput): AsyncGenerator<string, void, undefined> {
   const { chain, origin, fromSeq: a, toSeq: b } = input;
@@ -303,9 +326,16 @@ export async function* buildBundle(input: BuildBundleInput): AsyncGenerator<stri
   yield enc.line({ t: "frontier", size: a, hashes: input.frontier.map(toBase64) });
 
   let next = a;
+  /** batch id -> seqs of the entries naming it (one number per agent entry). */
+  const batchSeqs = new Map<string, number[]>();
   for await (const e of input.entries) {
     if (e.seq !== next) throw new BundleBuildError(next >= b ? `entry seq ${e.seq} is beyond the window [${a}, ${b})` : `expected entry seq ${next}, got ${e.seq}`);
     yield enc.line(entryRecord(e));
+    if (e.batch) {
+      const seqs = batchSeqs.get(e.batch);
+      if (seqs) seqs.push(e.seq);
+      else batchSeqs.set(e.batch, [e.seq]);
+    }
     if (e.payload_size > 0) {
       if (e.redaction) {
         const r = e.redaction;
@@ -323,8 +353,27 @@ export async function* buildBundle(input: BuildBundleInput): AsyncGenerator<stri
     next++;
   }
   if (next !== b) throw new BundleBuildError(`the entries end at seq ${next - 1}; the window ends at seq ${b - 1}`);
+  const written = new Set<string>();
   for await (const x of input.batches ?? []) {
-    yield enc.line({ t: "batch", agent: x.agent, batch: x.batch, public_key: toBase64(x.publicKey), signature: toBase64(x.signature), seqs: [...x.seqs] });
+    if (written.has(x.batch)) throw new BundleBuildError(`batch ${x.batch} given twice`);
+    written.add(x.batch);
+    const seqs = x.seqs ?? batchSeqs.get(x.batch);
+    if (!seqs || seqs.length === 0) throw new BundleBuildError(`batch ${x.batch}: no entry of the window [${a}, ${b}) names it`);
+    const events = x.events.map((c) => {
+      const hex = typeof c === "string" ? c : toHex(c);
+      if (!HEX64.test(hex)) throw new BundleBuildError(`batch ${x.batch}: an event commitment is not 32 bytes`);
+      return hex;
+    });
+    yield enc.line({
+      t: "batch",
+      agent: x.agent,
+      batch: x.batch,
+      batch_number: x.batchNumber,
+      public_key: toBase64(x.publicKey),
+      signature: toBase64(x.signature),
+      events,
+      seqs: [...seqs],
+    });
   }
   yield enc.line({ t: "completion", from_size: b, to_size: anchor, hashes: input.completion.map(toBase64) });
   yield enc.end();
@@ -512,37 +561,15 @@ export interface BundleVerdict {
   /** Checkpoints whose signature verified, in file order; the last is the anchor. */
   checkpoints: VerifiedCheckpoint[];
   consistency_checked: number;
-  /** Agent batch signature records read. */
+  /** Agent batch records read. */
   batches: number;
-  /** Of those, how many had their signature checked (0 until the format is defined). */
+  /** Of those, how many verified: the agent's signature, and every entry naming the batch among its signed events. */
   batches_checked: number;
   /** The key records of the bundle, as name+hex8. */
   keys: string[];
   keys_trusted_from: "pinned" | "bundle";
   first_failure?: BundleFailure;
   warnings: string[];
-}
-
-/** How one batch signature came out. */
-export type BatchCheck =
-  | { status: "valid" }
-  | { status: "invalid"; reason: string }
-  | { status: "not_checked"; reason: string };
-
-/** An entry that names a batch: what a batch signature will be checked against. */
-export interface BatchMember {
-  seq: number;
-  hash: string;
-  agent: string;
-}
-
-/**
- * Checks one agent batch signature against the entries of the bundle that name its
- * batch. Reserved: the agents issue defines the signed message; until then every batch
- * is "not checked". Adding the check means writing this function.
- */
-export function checkBatchSignature(_record: BatchRecord, _members: readonly BatchMember[]): BatchCheck {
-  return { status: "not_checked", reason: "format reserved" };
 }
 
 /**
@@ -586,6 +613,15 @@ class Fail extends Error {
 
 type Json = Record<string, unknown>;
 
+/** An entry that names an agent batch, waiting for that batch's record. */
+interface BatchMember {
+  seq: number;
+  line: number;
+  agent: string;
+  /** eventCommitment of the entry's committed fields (hex). */
+  commitment: string;
+}
+
 /**
  * The verifier as a push parser, for callers that read the file themselves (a browser
  * FileReader, a network stream). `push` each line in order; it returns true once it
@@ -625,7 +661,10 @@ export class BundleVerifier {
   private readonly redactionsBy = new Map<number, RedactionClaimAt[]>();
   /** The redaction entry just read, whose payload must confirm these claims. */
   private claimsAwaitingPayload: { by: number; claims: RedactionClaimAt[] } | null = null;
+  /** batch id -> the entries naming it, until its batch record has checked them. */
   private readonly batchMembers = new Map<string, BatchMember[]>();
+  /** Batch ids whose record was read (one record per batch). */
+  private readonly batchesRead = new Set<string>();
   private batches = 0;
   private batchesChecked = 0;
   private completionSeen = false;
@@ -817,6 +856,17 @@ export class BundleVerifier {
             : `entry seq ${this.nextSeq} missing: the entries end at seq ${this.nextSeq - 1}, the header promises up to seq ${h.b - 1}`);
         }
         return;
+      case "batch": {
+        // Entries come in seq order, so the first batch still waiting holds the lowest seq.
+        const first = this.batchMembers.entries().next();
+        if (!first.done) {
+          const [batch, members] = first.value;
+          const m = members[0]!;
+          throw new Fail(m.line, `batch ${batch}`,
+            `entry seq ${m.seq} names agent batch ${batch}, but the bundle has no batch record for it: agent ${m.agent}'s signature over the entry cannot be checked`);
+        }
+        return;
+      }
       case "completion":
         if (!this.completionSeen) throw new Fail(n, "completion", "completion record missing");
         return;
@@ -1001,8 +1051,13 @@ export class BundleVerifier {
     this.prevHash = e.hash;
     this.nextSeq++;
     this.entryCount++;
-    // Batch members are not collected until the agents issue fixes what a batch
-    // signature covers: keeping them would grow memory with every entry for nothing.
+    if (e.batch !== undefined) {
+      // Checked when the batch's record arrives; kept per batched entry until then.
+      const m: BatchMember = { seq: e.seq, line: n, agent: e.agent, commitment: eventCommitment(e as unknown as CommittedEvent) };
+      const members = this.batchMembers.get(e.batch);
+      if (members) members.push(m);
+      else this.batchMembers.set(e.batch, [m]);
+    }
     while (this.nextRootCheck < this.cps.length && this.cps[this.nextRootCheck]!.size === frontier.size) {
       const cp = this.cps[this.nextRootCheck++]!;
       this.checkRoot(cp, frontier.root(), n, `root at size ${cp.size}`,
@@ -1068,20 +1123,64 @@ export class BundleVerifier {
   }
 
   private onBatch(r: Json, n: number): void {
+    const h = this.header!;
     const item = `batch ${typeof r.batch === "string" ? r.batch : "#" + (this.batches + 1)}`;
-    // Reserved format: further fields are allowed until the agents issue fixes them.
-    str(r, "agent", n, item);
+    only(r, ["t", "agent", "batch", "batch_number", "public_key", "signature", "events", "seqs"], n, item);
+    const agent = str(r, "agent", n, item);
     const batch = str(r, "batch", n, item);
-    b64(r, "public_key", n, item);
-    b64(r, "signature", n, item);
-    const seqs = r.seqs;
-    if (!Array.isArray(seqs) || !seqs.every((s, i) => isSeq(s) && (i === 0 || s > (seqs[i - 1] as number)))) {
-      throw new Fail(n, item, '"seqs" must be an ascending list of seqs');
+    const batchNumber = int(r, "batch_number", n, item);
+    const publicKey = b64(r, "public_key", n, item);
+    if (publicKey.length !== 32) throw new Fail(n, item, `public_key is ${publicKey.length} bytes, not 32 (Ed25519)`);
+    const signature = b64(r, "signature", n, item);
+    if (signature.length !== 64) throw new Fail(n, item, `signature is ${signature.length} bytes, not 64 (Ed25519)`);
+    const events = r.events;
+    if (!Array.isArray(events) || events.length === 0 || !events.every((c) => typeof c === "string" && HEX64.test(c))) {
+      throw new Fail(n, item, '"events" must be a non-empty list of 64-digit lowercase hex event commitments');
     }
-    const verdict = checkBatchSignature(r as unknown as BatchRecord, this.batchMembers.get(batch) ?? []);
-    if (verdict.status === "invalid") throw new Fail(n, item, `batch signature does not verify: ${verdict.reason}`);
+    const signed = events as string[];
+    const seqs = r.seqs;
+    if (!Array.isArray(seqs) || seqs.length === 0 || !seqs.every((s, i) => isSeq(s) && (i === 0 || s > (seqs[i - 1] as number)))) {
+      throw new Fail(n, item, '"seqs" must be a non-empty ascending list of seqs');
+    }
     this.batches++;
-    if (verdict.status === "valid") this.batchesChecked++;
+    if (this.batchesRead.has(batch)) throw new Fail(n, item, `a second batch record for batch ${batch}`);
+    this.batchesRead.add(batch);
+
+    // The signature: by the agent's own key, over these events, on this chain.
+    const zid = zidOf(publicKey);
+    if (zid !== agent) throw new Fail(n, item, `public_key is not agent ${agent}'s key: its ZID is ${zid}`);
+    if (!verifyBatchSignature({ agent, chain: h.chain, batchNumber, events: signed }, signature, publicKey)) {
+      throw new Fail(n, item, `batch signature does not verify: agent ${agent}'s key did not sign batch number ${batchNumber} with these ${signed.length} events on chain ${JSON.stringify(h.chain)}`);
+    }
+    const id = batchId(batchNumber, signature);
+    if (batch !== id) throw new Fail(n, item, `batch id ${batch} is not that of this signature and batch number (${id})`);
+
+    // The entries naming the batch: the agent's, exactly the listed seqs, each a signed event.
+    const members = this.batchMembers.get(batch) ?? [];
+    this.batchMembers.delete(batch);
+    for (const m of members) {
+      if (m.agent !== agent) throw new Fail(n, item, `entry seq ${m.seq} (line ${m.line}) names batch ${batch} but its agent is ${m.agent}, not ${agent}`);
+    }
+    const have = members.map((m) => m.seq);
+    if (have.length !== seqs.length || have.some((s, i) => s !== seqs[i])) {
+      const listed = new Set(seqs as number[]);
+      const extra = have.find((s) => !listed.has(s));
+      throw new Fail(n, item, extra !== undefined
+        ? `entry seq ${extra} names batch ${batch} but the record's seqs do not list it`
+        : `the record lists seq ${(seqs as number[]).find((s) => !have.includes(s))}, but no entry of the bundle at that seq names batch ${batch}`);
+    }
+    const unused = new Map<string, number>();
+    for (const c of signed) unused.set(c, (unused.get(c) ?? 0) + 1);
+    for (const m of members) {
+      const left = unused.get(m.commitment);
+      if (!left) {
+        throw new Fail(n, item, left === 0
+          ? `entry seq ${m.seq} (line ${m.line}) repeats an event of batch ${batch} more often than the agent signed it`
+          : `entry seq ${m.seq} (line ${m.line}) is not among the events agent ${agent} signed in batch ${batch}: its committed fields were edited, or it never was in this batch`);
+      }
+      unused.set(m.commitment, left - 1);
+    }
+    this.batchesChecked++;
   }
 
   private onCompletion(r: Json, n: number): void {
@@ -1111,9 +1210,6 @@ export class BundleVerifier {
     if (records !== n - 1) throw new Fail(n, item, `the end record counts ${records} records, the file has ${n - 1} before it: records were added or removed`);
     const actual = this.digest.digestHex();
     if (sha !== actual) throw new Fail(n, item, `SHA-256 of the file before the end record is ${actual.slice(0, 12)}…, the end record says ${sha.slice(0, 12)}…: the file was altered`);
-    if (this.batches > this.batchesChecked) {
-      this.warnings.push(`${this.batches - this.batchesChecked} agent batch signature(s) not checked (format reserved)`);
-    }
     this.seenEnd = true;
     this.stage = AFTER_END;
   }

@@ -15,3 +15,4 @@ export * from "./signed-note.js";
 export * from "./checkpoint.js";
 export * from "./evidence-bundle.js";
 export * from "./agent-zid.js";
+export * from "./agent-batch.js";

@@ -1,8 +1,9 @@
 // The agent's own key pair, created on first start in its state folder and reused on
 // every start after: the ZID, and every batch signature, hang on it.
-import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import sodium from "libsodium-wrappers";
+import { replaceFile } from "../state/replace-file.js";
 import { fromBase64, sodiumReady, toBase64, zidOf } from "../../chain/index.js";
 
 export interface AgentIdentity {
@@ -38,7 +39,7 @@ export async function loadOrCreateIdentity(stateDir: string, now = new Date()): 
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
   }
-  if (text === null) return create(stateDir, file, now);
+  if (text === null) return create(stateDir, now);
   let doc: IdentityDoc;
   try {
     doc = JSON.parse(text) as IdentityDoc;
@@ -55,7 +56,7 @@ export async function loadOrCreateIdentity(stateDir: string, now = new Date()): 
   return identity(keys.publicKey, keys.privateKey, doc.created_at);
 }
 
-function create(stateDir: string, file: string, now: Date): AgentIdentity {
+async function create(stateDir: string, now: Date): Promise<AgentIdentity> {
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   const seed = sodium.randombytes_buf(32);
   const keys = sodium.crypto_sign_seed_keypair(seed);
@@ -66,17 +67,8 @@ function create(stateDir: string, file: string, now: Date): AgentIdentity {
     zid: zidOf(keys.publicKey),
     created_at: now.toISOString(),
   };
-  // Write, fsync, rename: a crash leaves either no identity or a whole one.
-  const tmp = `${file}.tmp`;
-  writeFileSync(tmp, JSON.stringify(doc, null, 2) + "\n", { mode: 0o600 });
-  const fd = openSync(tmp, "r");
-  fsyncSync(fd);
-  closeSync(fd);
-  renameSync(tmp, file);
-  chmodSync(file, 0o600);
-  const dir = openSync(stateDir, "r");
-  fsyncSync(dir);
-  closeSync(dir);
+  // A crash leaves either no identity or a whole one.
+  await replaceFile(stateDir, IDENTITY_FILE, JSON.stringify(doc, null, 2) + "\n");
   return identity(keys.publicKey, keys.privateKey, doc.created_at);
 }
 

@@ -1,14 +1,14 @@
 // The acked position on disk: the `ack` file, replaced whole (write `ack.tmp`, fsync,
 // rename over `ack`, fsync the folder) so a crash leaves either the old position or the
 // new one, never a mix. A leftover `ack.tmp` is a write that never happened.
-import { open, readFile, rename, unlink } from "node:fs/promises";
+import { readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { OutboxCorruptError } from "./errors.js";
 import { decodeAckCheckpoint, encodeAckCheckpoint } from "./record-format.js";
-import { syncDir } from "./sync-dir.js";
+import { replaceFile, tempNameOf } from "../state/replace-file.js";
 
 export const ACK_FILE = "ack";
-export const ACK_TEMP_FILE = "ack.tmp";
+export const ACK_TEMP_FILE = tempNameOf(ACK_FILE);
 
 /** The first unacked seq stored in `dir`, or undefined when no checkpoint was ever written. */
 export async function readAckCheckpoint(dir: string): Promise<number | undefined> {
@@ -28,16 +28,7 @@ export async function readAckCheckpoint(dir: string): Promise<number | undefined
 
 /** Durably records `firstUnacked`; with `durable` false, skips the fsyncs (fsync policy none). */
 export async function writeAckCheckpoint(dir: string, firstUnacked: number, durable: boolean): Promise<void> {
-  const temp = join(dir, ACK_TEMP_FILE);
-  const fh = await open(temp, "w");
-  try {
-    await fh.writeFile(encodeAckCheckpoint(firstUnacked));
-    if (durable) await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(temp, join(dir, ACK_FILE));
-  if (durable) await syncDir(dir);
+  await replaceFile(dir, ACK_FILE, encodeAckCheckpoint(firstUnacked), { mode: 0o644, durable });
 }
 
 /** Removes a temp checkpoint a crash left behind; returns whether there was one. */

@@ -7,7 +7,7 @@ import { Outbox } from "./outbox.js";
 import { resolveOptions, type OutboxOptions } from "./outbox-options.js";
 import { parseSegmentFileName, segmentFileName } from "./record-format.js";
 import { createSegment, scanSegment, type Segment } from "./segment.js";
-import { syncDir } from "./sync-dir.js";
+import { syncDir } from "../state/sync-dir.js";
 
 /** What open found and repaired. */
 export interface OpenReport {

@@ -40,6 +40,7 @@ export interface OutboxCounters {
 interface PendingAppend {
   bodies: readonly Uint8Array[];
   useReserve: boolean;
+  overCap: boolean;
   resolve: (r: AppendResult) => void;
   reject: (e: unknown) => void;
 }
@@ -142,11 +143,13 @@ export class Outbox {
    * run one at a time in call order; those queued behind a running write share the next
    * write and fsync. Rejects with OutboxFullError, having written nothing, when the
    * records would take the segment files past `maxBytes` (past `maxBytes - reserveBytes`
-   * unless `useReserve`); RangeError for an empty batch, a body over `maxRecordBytes`, or a
+   * unless `useReserve`; never with `overCap`, for the one small record that says the
+   * server refused a batch, which the agent must write before it can free any room);
+   * RangeError for an empty batch, a body over `maxRecordBytes`, or a
    * batch that could never fit. Precondition: the bodies are not modified until the
    * append settles (they are encoded when their write round runs, not on the call).
    */
-  append(bodies: readonly Uint8Array[], opts: { useReserve?: boolean } = {}): Promise<AppendResult> {
+  append(bodies: readonly Uint8Array[], opts: { useReserve?: boolean; overCap?: boolean } = {}): Promise<AppendResult> {
     const refused = this.refusal();
     if (refused !== undefined) return Promise.reject(refused);
     if (bodies.length === 0) return Promise.reject(new RangeError("append needs at least one record"));
@@ -157,12 +160,13 @@ export class Outbox {
       }
     }
     const useReserve = opts.useReserve === true;
-    const limit = this.limit(useReserve);
+    const overCap = opts.overCap === true;
+    const limit = this.limit(useReserve, overCap);
     if (recordsBytes(bodies) + SEGMENT_HEADER_BYTES > limit) {
       return Promise.reject(new RangeError(`batch of ${recordsBytes(bodies)} bytes can never fit under the cap of ${limit}`));
     }
     return new Promise<AppendResult>((resolve, reject) => {
-      this.pending.push({ bodies, useReserve, resolve, reject });
+      this.pending.push({ bodies, useReserve, overCap, resolve, reject });
       if (!this.drainQueued) {
         this.drainQueued = true;
         void this.exclusive(() => this.writeRound());
@@ -295,7 +299,8 @@ export class Outbox {
     return this.segments[this.segments.length - 1]!;
   }
 
-  private limit(useReserve: boolean): number {
+  private limit(useReserve: boolean, overCap = false): number {
+    if (overCap) return Number.POSITIVE_INFINITY;
     return this.options.maxBytes - (useReserve ? 0 : this.options.reserveBytes);
   }
 
@@ -336,7 +341,7 @@ export class Outbox {
           job.reject(this.failure);
           continue;
         }
-        const limit = this.limit(job.useReserve);
+        const limit = this.limit(job.useReserve, job.overCap);
         let need = this.plannedBytes(job.bodies);
         if (this.diskBytes + need > limit && accepted.length === 0 && (await this.reclaimActiveIfAcked())) {
           batch = { offset: this.active.size, bytes: 0, records: [] };

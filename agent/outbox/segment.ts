@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { RecordReader } from "./record-reader.js";
 import { encodeSegmentHeader, SEGMENT_HEADER_BYTES, segmentFileName, segmentHeaderProblem } from "./record-format.js";
 import { SparseIndex } from "./sparse-index.js";
-import { syncDir } from "./sync-dir.js";
+import { syncDir } from "../state/sync-dir.js";
 
 export const INDEX_STRIDE_BYTES = 32 * 1024;
 

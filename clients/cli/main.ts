@@ -338,6 +338,89 @@ program
     process.exitCode = await runVerifyBundle(file, { trustedKey: o.trustedKey ?? [], json: o.json });
   });
 
+program
+  .command("agent")
+  .description("run an agent daemon: its sources, durable outbox and Ingest stream (SPEC §4)")
+  .requiredOption("--config <file>", "agent configuration, YAML or JSON (docs/agents.md)")
+  .option("--check", "validate the configuration and exit")
+  .action(async (o: { config: string; check?: boolean }) => {
+    const { loadAgentConfig } = await import("../../agent/daemon/agent-config.js");
+    const config = loadAgentConfig(o.config);
+    if (o.check) {
+      process.stdout.write(`${o.config}: valid (${config.sources.length} source(s): ${config.sources.map((s) => `${s.name} (${s.type})`).join(", ")})\n`);
+      return;
+    }
+    const { startAgent } = await import("../../agent/daemon/agent-daemon.js");
+    const { createLogger } = await import("../../server/ops/logger.js");
+    const logger = createLogger(process.env.LOG_LEVEL ?? "info");
+    let stopRequested = false;
+    let running: Awaited<ReturnType<typeof startAgent>> | undefined;
+    const stop = () => {
+      // A stop that fails (e.g. the outbox cannot be closed) is reported, never an unhandled rejection.
+      if (running)
+        void running.stop().then(
+          () => process.exit(0),
+          (err: unknown) => {
+            console.error(`audit-ledger: agent did not stop cleanly: ${(err as Error)?.message ?? String(err)}`);
+            process.exit(1);
+          },
+        );
+      else stopRequested = true;
+    };
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+    running = await startAgent(config, logger);
+    if (stopRequested) {
+      await running.stop();
+      process.exit(0);
+    }
+  });
+
+const agents = program.command("agents").description("the agent registry: enrolment tokens, list, spawn, test events, deregister");
+agents
+  .command("token")
+  .description("create a one-time enrolment token for a new agent (admin)")
+  .option("--ttl <seconds>", "validity", "3600")
+  .action(async (o: { ttl: string }) => {
+    const res = await client().agents.createEnrolmentToken({ chain: chain(), ttlSeconds: Number(num("--ttl")(o.ttl)) });
+    process.stdout.write(`${res.token}\n`);
+    process.stderr.write(`expires ${res.expiresAt}\n`);
+  });
+agents
+  .command("list")
+  .description("registered agents with status and counters (NDJSON)")
+  .action(async () => {
+    const { toJson } = await import("@bufbuild/protobuf");
+    const { AgentSchema } = await import("../../gen/auditledger/v1/agent_registry_service_pb.js");
+    const res = await client().agents.listAgents({ chain: chain() });
+    for (const a of res.agents) process.stdout.write(JSON.stringify(toJson(AgentSchema, a)) + "\n");
+  });
+agents
+  .command("spawn")
+  .description("start a server-side agent (http_webhook, generic_polling) (admin)")
+  .requiredOption("--type <type>", "http_webhook or generic_polling")
+  .option("--name <name>", "display name", "")
+  .option("--config-json <json>", "the source's configuration", "{}")
+  .action(async (o: { type: string; name: string; configJson: string }) => {
+    const { toJson } = await import("@bufbuild/protobuf");
+    const { AgentSchema } = await import("../../gen/auditledger/v1/agent_registry_service_pb.js");
+    const res = await client().agents.spawnAgent({ chain: chain(), sourceType: o.type, name: o.name, configJson: o.configJson });
+    process.stdout.write(JSON.stringify(toJson(AgentSchema, res.agent!)) + "\n");
+  });
+agents
+  .command("test-event <zid>")
+  .description("append one small event through an agent")
+  .action(async (zid: string) => {
+    const res = await client().agents.sendTestEvent({ chain: chain(), zid });
+    process.stdout.write(entryJson(res.entry) + "\n");
+  });
+agents
+  .command("deregister <zid>")
+  .description("remove an agent: its credential stops working, its entries stay (admin)")
+  .action(async (zid: string) => {
+    await client().agents.deregisterAgent({ chain: chain(), zid });
+  });
+
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof ConnectError) {
     console.error(`audit-ledger: ${err.rawMessage} [${err.code}]`);

@@ -1,7 +1,8 @@
 // Export (SPEC §7): one evidence bundle for a window of a chain, streamed as it is
 // read. Everything an auditor needs to verify the window offline: entries, payloads
 // not redacted, the signed checkpoints, consistency proofs between them, the tree
-// nodes left and right of the window, and the public keys (docs/evidence-bundle.md).
+// nodes left and right of the window, the public keys, and the agents' signatures over
+// the batches the window's agent entries came in (docs/evidence-bundle.md).
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
   buildBundle,
@@ -10,6 +11,7 @@ import {
   nodeKey,
   parseNote,
   planBundle,
+  type BundleBatchInput,
   type BundleEntryInput,
   type BundleKeyInput,
   type NodeId,
@@ -20,6 +22,7 @@ import { invalid } from "../ledger/validate-event.js";
 import type { Checkpointer } from "../checkpoints/checkpointer.js";
 import { rangeHashes, readNodes } from "../merkle/tree-store.js";
 import { checkRedactionClaims } from "../verify/redaction-claims.js";
+import { batchesInRange } from "../agents/agent-store.js";
 
 export interface ExportWindow {
   fromSeq?: number;
@@ -84,6 +87,8 @@ export async function* exportBundle(db: Database, checkpointer: Checkpointer, ch
     .filter((k) => signers.has(`${k.name}+${k.keyId}`))
     .map((k) => ({ key: k.verifierKey, createdAt: k.createdAt, retiredAt: k.retiredAt || undefined }));
 
+  /** Batch ids the window's entries name: their batch records go into the bundle. */
+  const named = new Set<string>();
   async function* entries(): AsyncGenerator<BundleEntryInput> {
     let next = from;
     while (next < to) {
@@ -101,11 +106,20 @@ export async function* exportBundle(db: Database, checkpointer: Checkpointer, ch
       const claimBreak = await checkRedactionClaims(db, chain, redactions.rows.map((r) => ({ seq: Number(r.seq), by: Number(r.redaction_seq) })));
       if (claimBreak) throw new ConnectError(`cannot export seq ${claimBreak.seq}: ${claimBreak.reason} (run Verify)`, Code.DataLoss);
       for (const e of page) {
+        if (e.batch) named.add(e.batch);
         const r = redactedBy.get(e.seq);
         yield r ? { ...e, redacted: true, redaction: { bySeq: Number(r.redaction_seq), reason: r.reason, actor: r.actor } } : e;
       }
       next = page[page.length - 1]!.seq + 1;
     }
+  }
+
+  // Read once the entries are written (the builder asks for them then). A batch whose
+  // entries lie in the window but whose row is gone is left out: verifying the bundle
+  // then names the entry. The builder lists each batch's seqs from the entries it wrote.
+  async function* batches(): AsyncGenerator<BundleBatchInput> {
+    if (named.size === 0) return;
+    for (const b of await batchesInRange(db, chain, from, to)) if (named.has(b.batch)) yield b;
   }
 
   const encoder = new TextEncoder();
@@ -121,6 +135,7 @@ export async function* exportBundle(db: Database, checkpointer: Checkpointer, ch
       consistency,
       frontier,
       entries: entries(),
+      batches: batches(),
       completion,
     })) {
       buffered += line;

@@ -51,7 +51,7 @@ export interface SequencerOptions {
 
 /** A prepared event with its payload already salted and digested: that work needs no
  * chain position, so it is done before the head lock is taken. */
-export interface SealedEvent extends PreparedEvent {
+export interface SealedEvent extends Omit<PreparedEvent, "salt"> {
   salt: Uint8Array | null;
   payload_digest?: string;
 }
@@ -59,13 +59,16 @@ export interface SealedEvent extends PreparedEvent {
 /**
  * Work to do in the commit's own transaction once the request's new entries are
  * written (never for deduplicated ones). A request with a hook is committed alone, so
- * its failure cannot take other requests down with it.
+ * its failure cannot take other requests down with it, unless it is appended with
+ * `shareCommit` (hooks that fail only when the database does, like an agent's batch row).
  */
 export type AfterWrite = (tx: Queryable, entries: StoredEntry[]) => Promise<void>;
 
 interface Pending {
   events: SealedEvent[];
   afterWrite?: AfterWrite;
+  /** Committed in a transaction of its own (a hook that may fail must not fail others). */
+  alone: boolean;
   resolve: (results: Sequenced[]) => void;
   reject: (err: unknown) => void;
 }
@@ -95,7 +98,7 @@ export class Sequencer {
    * Sequences `events` atomically (all in one transaction) and resolves after COMMIT
    * with one result per event, in order.
    */
-  append(chain: string, events: PreparedEvent[], afterWrite?: AfterWrite): Promise<Sequenced[]> {
+  append(chain: string, events: PreparedEvent[], afterWrite?: AfterWrite, opts: { shareCommit?: boolean } = {}): Promise<Sequenced[]> {
     if (this.closed) return Promise.reject(new ConnectError("server is shutting down", Code.Unavailable));
     if (events.length === 0) return Promise.resolve([]);
     let queue = this.queues.get(chain);
@@ -106,7 +109,7 @@ export class Sequencer {
     const q = queue;
     const sealed = sealPayloads(events);
     return new Promise<Sequenced[]>((resolve, reject) => {
-      q.pending.push({ events: sealed, afterWrite, resolve, reject });
+      q.pending.push({ events: sealed, afterWrite, alone: afterWrite !== undefined && !opts.shareCommit, resolve, reject });
       if (!q.flushing) q.flushing = this.flushLoop(chain, q);
     });
   }
@@ -126,10 +129,10 @@ export class Sequencer {
         let count = 0;
         while (q.pending.length > 0) {
           const next = q.pending[0]!;
-          if (taken.length > 0 && (next.afterWrite || count + next.events.length > this.maxEventsPerCommit)) break;
+          if (taken.length > 0 && (next.alone || count + next.events.length > this.maxEventsPerCommit)) break;
           taken.push(q.pending.shift()!);
           count += next.events.length;
-          if (next.afterWrite) break;
+          if (next.alone) break;
         }
         const started = performance.now();
         try {
@@ -252,12 +255,13 @@ export function sequencedEntry(ev: SealedEvent, chain: string, seq: number, ts: 
 
 /** Salts and digests the payloads of one request (one randomBytes call for all salts). */
 function sealPayloads(events: PreparedEvent[]): SealedEvent[] {
-  const withPayload = events.reduce((n, e) => n + (e.payload ? 1 : 0), 0);
+  const withPayload = events.reduce((n, e) => n + (e.payload && !e.salt ? 1 : 0), 0);
   const salts = withPayload > 0 ? randomBytes(SALT_BYTES * withPayload) : null;
   let at = 0;
   return events.map((e): SealedEvent => {
-    if (!e.payload || !salts) return { ...e, salt: null };
-    const salt = salts.subarray(at, (at += SALT_BYTES));
+    if (!e.payload) return { ...e, salt: null };
+    if (e.salt) return { ...e, salt: e.salt, payload_digest: e.saltedDigest ?? payloadDigest(e.salt, e.payload) };
+    const salt = salts!.subarray(at, (at += SALT_BYTES));
     return { ...e, salt, payload_digest: payloadDigest(salt, e.payload) };
   });
 }

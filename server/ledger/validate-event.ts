@@ -2,12 +2,16 @@
 // InvalidArgument naming the field. Nothing is written until every event passes.
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { EventInput } from "../../gen/auditledger/v1/entry_pb.js";
-import { SOURCE_TYPES, type Envelope } from "../../chain/index.js";
+import { SALT_BYTES, SOURCE_TYPES, type Envelope } from "../../chain/index.js";
 import { FIELD_MAX_LENGTH, type Limits } from "./limits.js";
 
 /** A validated event, ready for the sequencer to give it a chain position and hash. */
 export type PreparedEvent = Omit<Envelope, "v" | "chain" | "seq" | "ts" | "payload_size" | "payload_digest" | "prev_hash"> & {
   payload: Uint8Array | null;
+  /** The agent's salt for the payload (Ingest only); otherwise the sequencer draws one. */
+  salt?: Uint8Array;
+  /** payload_digest under `salt`, when the caller already computed it (Ingest checks it). */
+  saltedDigest?: string;
 };
 
 const CHAIN_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -16,6 +20,7 @@ const TRACE_ID = /^[0-9a-f]{32}$/;
 const SPAN_ID = /^[0-9a-f]{16}$/;
 const CAUSE = /^(?:0|[1-9][0-9]{0,15}|[0-9a-f]{64})$/;
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})$/i;
+const AGENT_KEY_PREFIX = /^(ZID-[0-9A-Z]{8})\//;
 const SOURCE_TYPE_SET = new Set<string>(SOURCE_TYPES);
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -41,7 +46,7 @@ export function validateChainName(chain: string, where = "chain"): string {
  * Validates one event. `agent` is who appends (API key id or agent ZID), never taken
  * from the client. `where` prefixes error messages, e.g. "events[3]".
  */
-export function prepareEvent(input: EventInput, agent: string, limits: Limits, where = "event"): PreparedEvent {
+export function prepareEvent(input: EventInput, agent: string, limits: Limits, where = "event", opts: { agentSalt?: boolean } = {}): PreparedEvent {
   const text = (field: keyof typeof FIELD_MAX_LENGTH, value: string): string | undefined => {
     if (value === "") return undefined;
     if (!value.isWellFormed()) throw invalid(`${where}.${field}: not valid UTF-8`);
@@ -65,6 +70,12 @@ export function prepareEvent(input: EventInput, agent: string, limits: Limits, w
   assign(event, "subject", text("subject", input.subject));
   assign(event, "actor", text("actor", input.actor));
   assign(event, "idempotency_key", text("idempotency_key", input.idempotencyKey));
+  // Keys under "<ZID>/" belong to that agent (SPEC §4: ZID + source position). Nobody
+  // else may take one first: the agent's real event would be answered as a repeat.
+  const zidPrefix = AGENT_KEY_PREFIX.exec(event.idempotency_key ?? "");
+  if (zidPrefix && zidPrefix[1] !== agent) {
+    throw new ConnectError(`${where}.idempotency_key: keys starting "${zidPrefix[1]}/" are reserved for that agent`, Code.PermissionDenied);
+  }
   assign(event, "source_position", text("source_position", input.sourcePosition));
 
   const traceId = text("trace_id", input.traceId);
@@ -90,6 +101,14 @@ export function prepareEvent(input: EventInput, agent: string, limits: Limits, w
     if (isJsonType(event.payload_type)) checkJson(input.payload, limits.maxJsonDepth, `${where}.payload`);
   } else if (payloadType !== undefined) {
     throw invalid(`${where}.payload_type: given without a payload`);
+  }
+  if (input.payloadSalt.length > 0) {
+    if (!opts.agentSalt) throw invalid(`${where}.payload_salt: only agents on the Ingest stream choose salts; leave it empty`);
+    if (!event.payload) throw invalid(`${where}.payload_salt: given without a payload`);
+    if (input.payloadSalt.length !== SALT_BYTES) throw invalid(`${where}.payload_salt: ${input.payloadSalt.length} bytes, must be ${SALT_BYTES}`);
+    event.salt = input.payloadSalt;
+  } else if (opts.agentSalt && event.payload) {
+    throw invalid(`${where}.payload_salt: required with a payload on the Ingest stream (the batch signature covers the salted digest)`);
   }
   return event;
 }

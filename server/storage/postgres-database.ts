@@ -42,6 +42,15 @@ export class PostgresDatabase implements Database {
 
   async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
+    // A checked-out client has no pool error listener: without this one, a connection
+    // that Postgres cuts mid-transaction (a restart) would crash the process. A broken
+    // client is released with its error, so the pool drops it instead of reusing it.
+    let broken: Error | undefined;
+    const onError = (err: Error) => {
+      broken ??= err;
+      this.options.onError?.(err);
+    };
+    client.on("error", onError);
     try {
       await client.query("BEGIN");
       const result = await fn({
@@ -61,7 +70,8 @@ export class PostgresDatabase implements Database {
       await client.query("ROLLBACK").catch(() => undefined);
       throw err;
     } finally {
-      client.release();
+      client.removeListener("error", onError);
+      client.release(broken);
     }
   }
 
