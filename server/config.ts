@@ -27,6 +27,19 @@ export interface ServerConfig {
   ledgerName: string;
   /** How often chains whose head moved get a fresh checkpoint; 0 = only on demand. */
   checkpointIntervalMs: number;
+  /** Agent silence after which it shows STALE, then DEAD. */
+  agentStaleAfterMs: number;
+  agentDeadAfterMs: number;
+  /** Events one Ingest stream may have sent and not yet had acked. */
+  ingestCreditEvents: number;
+  /** How long a new Ingest stream may take to send hello before it is ended. */
+  ingestHelloTimeoutMs: number;
+  /** Where server-side agents (generic_polling) keep their state. */
+  agentStateDir: string;
+  /** Shortest interval a server-side generic_polling agent may poll at. */
+  agentPollMinIntervalMs: number;
+  /** How often each replica renews the leases of the server-side pollers it runs. */
+  agentLeaseSweepMs: number;
 }
 
 function int(name: string, fallback: number, env: NodeJS.ProcessEnv): number {
@@ -60,6 +73,13 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     keysDir: env.KEYS_DIR ?? ".data/keys",
     ledgerName: keyName(env.LEDGER_NAME ?? "audit-ledger.local"),
     checkpointIntervalMs: int("CHECKPOINT_INTERVAL_MS", 1000, env),
+    agentStaleAfterMs: int("AGENT_STALE_AFTER_MS", 30_000, env),
+    agentDeadAfterMs: int("AGENT_DEAD_AFTER_MS", 120_000, env),
+    ingestCreditEvents: Math.max(1, int("INGEST_CREDIT_EVENTS", 5_000, env)),
+    ingestHelloTimeoutMs: Math.max(1, int("INGEST_HELLO_TIMEOUT_MS", 10_000, env)),
+    agentStateDir: env.AGENT_STATE_DIR ?? ".data/server-agents",
+    agentPollMinIntervalMs: int("AGENT_POLL_MIN_INTERVAL_MS", 1000, env),
+    agentLeaseSweepMs: int("AGENT_LEASE_SWEEP_MS", 5000, env),
   };
 }
 

@@ -1,6 +1,8 @@
 // The composition root: storage, sequencer, live tail, services and the one-port
 // listener, started in order and stopped in reverse.
 import { readFileSync, statSync } from "node:fs";
+import type http from "node:http";
+import { setMaxListeners } from "node:events";
 import { formatVerifierKey, parseCheckpoint, parseNote } from "../chain/index.js";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -25,6 +27,10 @@ import { createLogger, type Logger } from "./ops/logger.js";
 import { installUtf8Policy } from "./rpc/utf8-policy.js";
 import { KeyRing } from "./checkpoints/key-ring.js";
 import { Checkpointer } from "./checkpoints/checkpointer.js";
+import { agentRegistryService } from "./rpc/agent-registry-service.js";
+import { AgentEvents } from "./agents/agent-events.js";
+import { ServerSideAgents } from "./agents/server-side-agents.js";
+import { webhookBridge, type BridgeRequest, type BridgeResponse } from "./webhooks/webhook-bridge.js";
 
 export interface RunningServer {
   port: number;
@@ -76,6 +82,10 @@ export async function startLedgerServer(config: ServerConfig, logger: Logger = c
     },
   });
   const shutdown = new AbortController();
+  // Every open stream listens for shutdown: many are expected, none is a leak.
+  setMaxListeners(0, shutdown.signal);
+  const agentChanges = new AgentEvents();
+  const serverSide = new ServerSideAgents({ db, sequencer, limits: config.limits, changes: agentChanges, stateDir: config.agentStateDir, minPollIntervalMs: config.agentPollMinIntervalMs, leaseSweepMs: config.agentLeaseSweepMs, logger });
 
   const rpcErrors: Interceptor = (next) => async (req) => {
     try {
@@ -91,14 +101,28 @@ export async function startLedgerServer(config: ServerConfig, logger: Logger = c
   const handler = connectNodeAdapter({
     routes(router) {
       router.service(LedgerService, ledgerService({ db, sequencer, notifier, limits: config.limits, metrics, shutdownSignal: shutdown.signal, checkpointer }));
-      // Implemented by the agents milestone; until then every method answers Unimplemented.
-      router.service(AgentRegistryService, {});
+      router.service(
+        AgentRegistryService,
+        agentRegistryService({
+          db,
+          sequencer,
+          limits: config.limits,
+          changes: agentChanges,
+          serverSide,
+          thresholds: { staleAfterMs: config.agentStaleAfterMs, deadAfterMs: config.agentDeadAfterMs },
+          ingestCreditEvents: config.ingestCreditEvents,
+          ingestHelloTimeoutMs: config.ingestHelloTimeoutMs,
+          log: logger,
+          watchIntervalMs: 1000,
+          shutdownSignal: shutdown.signal,
+        }),
+      );
       router.service(KeyService, keyService(db));
       registerReflection(router, [file_auditledger_v1_ledger_service, file_auditledger_v1_agent_registry_service, file_auditledger_v1_key_service]);
     },
     interceptors: [rpcErrors, authInterceptor(new ApiKeyAuthenticator(db))],
     readMaxBytes: config.limits.maxRequestBytes,
-    fallback: opsRoutes(db, metrics, () => shutdown.signal.aborted, keys),
+    fallback: withWebhooks(logger, webhookBridge(db, serverSide, config.limits), opsRoutes(db, metrics, () => shutdown.signal.aborted, keys)),
   });
 
   let listener: OnePortListener;
@@ -114,6 +138,7 @@ export async function startLedgerServer(config: ServerConfig, logger: Logger = c
     throw err;
   }
   checkpointer.start();
+  await serverSide.start();
   const scheme = config.tlsCertFile ? "https" : "http";
   const url = `${scheme}://${config.host.includes(":") ? `[${config.host}]` : config.host}:${listener.port}`;
   logger.info({ url, tls: Boolean(config.tlsCertFile) }, "listening (Connect, gRPC, gRPC-Web; HTTP/1.1 and HTTP/2)");
@@ -131,6 +156,7 @@ export async function startLedgerServer(config: ServerConfig, logger: Logger = c
         logger.info("shutting down: finishing in-flight commits");
         shutdown.abort();
         const closed = listener.close(config.shutdownGraceMs);
+        await serverSide.close();
         await sequencer.drain();
         await checkpointer.stop();
         await closed;
@@ -185,4 +211,24 @@ async function openMigrated(config: ServerConfig, onError: (err: Error) => void)
     await owner.close();
   }
   return openDatabase({ ...storage, role: config.dbRole });
+}
+
+/** Sends /hooks/ to the webhook bridge and everything else to `rest`. */
+function withWebhooks(
+  logger: Logger,
+  hooks: (req: BridgeRequest, res: BridgeResponse) => Promise<void>,
+  rest: (req: BridgeRequest, res: BridgeResponse) => void,
+): (req: BridgeRequest, res: BridgeResponse) => void {
+  return (req, res) => {
+    if ((req.url ?? "").startsWith("/hooks/")) {
+      hooks(req, res).catch((err: unknown) => {
+        const r = res as http.ServerResponse;
+        if (!r.headersSent) r.writeHead(500, { "content-type": "application/json" });
+        logger.error({ err, url: req.url }, "webhook bridge failed");
+        r.end(JSON.stringify({ error: "internal error" }) + "\n");
+      });
+      return;
+    }
+    rest(req, res);
+  };
 }

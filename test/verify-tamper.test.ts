@@ -128,9 +128,24 @@ describe("Verify", () => {
 
   it("a range verifies from its anchor and ignores breaks outside it", async () => {
     const { chain, ledger } = await freshChain();
+    // A signed checkpoint past the range (the checkpointer may cut one at any moment):
+    // the range is held to it through the stored subtree [16, 20), never through entries.
+    await ledger.getCheckpoint({ fresh: true });
+    await su.query("UPDATE entries SET actor = 'mallory' WHERE chain = $1 AND seq = 16", [chain]);
+    const inRange = await verdictOf(ledger, { fromSeq: 3n, toSeq: 16n });
+    expect(inRange).toMatchObject({ valid: true, checked: 13n });
+    expect(inRange.checkpointsChecked).toBeGreaterThanOrEqual(1n);
+    expect(await verdictOf(ledger, { fromSeq: 3n })).toMatchObject({ valid: false, firstBreakAt: 16n });
+  });
+
+  it("a range whose checkpoint past its end needs an edited entry's leaf cannot be vouched for", async () => {
+    const { chain, ledger } = await freshChain();
+    await ledger.getCheckpoint({ fresh: true });
+    // Checkpoint 20's root needs leaf 15 next to [0, 15): entry 15 itself, edited here.
     await su.query("UPDATE entries SET actor = 'mallory' WHERE chain = $1 AND seq = 15", [chain]);
-    expect(await verdictOf(ledger, { fromSeq: 3n, toSeq: 15n })).toMatchObject({ valid: true, checked: 12n });
-    expect(await verdictOf(ledger, { fromSeq: 3n })).toMatchObject({ valid: false, firstBreakAt: 15n });
+    const v = await verdictOf(ledger, { fromSeq: 3n, toSeq: 15n });
+    expect(v).toMatchObject({ valid: false, breakKind: BreakKind.ROOT_MISMATCH });
+    expect(v.reason).toMatch(/checkpoint 20/);
   });
 
   it("streams progress on a long range before the verdict", async () => {
