@@ -94,8 +94,11 @@ export interface AgentProcessOptions {
   serverUrl: string;
   token: string;
   name: string;
-  feedUrl: string;
-  intervalMs: number;
+  /** The generic_polling source's endpoint and interval, unless `sources` is given. */
+  feedUrl?: string;
+  intervalMs?: number;
+  /** The agent's sources, in its config's shape (default: generic_polling on feedUrl). */
+  sources?: ({ name: string; type: string } & Record<string, unknown>)[];
   fsync: AgentFsync;
   /** ingest.max_batch_events; the agent's default when undefined. */
   batchEvents?: number;
@@ -136,7 +139,7 @@ export function startAgentProcess(o: AgentProcessOptions): AgentProcess {
     name: o.name,
     outbox: { fsync: o.fsync },
     ...(o.batchEvents ? { ingest: { max_batch_events: o.batchEvents } } : {}),
-    sources: [sourceConfig(o)],
+    sources: o.sources ?? [sourceConfig(o)],
   };
   const configFile = join(dir, "agent.json");
   writeFileSync(configFile, JSON.stringify(config, null, 2));

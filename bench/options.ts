@@ -2,7 +2,7 @@
 // variables, then defaults sized so the whole run takes a few minutes on 2 cores.
 import { parseArgs } from "node:util";
 
-export const PHASES = ["append-batch", "raw-copy", "diy-chain", "unary", "tail", "verify", "tree-cost", "growth", "proofs", "agent"] as const;
+export const PHASES = ["append-batch", "raw-copy", "diy-chain", "unary", "tail", "verify", "tree-cost", "growth", "proofs", "agent", "sources"] as const;
 export type Phase = (typeof PHASES)[number];
 
 export interface BenchOptions {
@@ -55,6 +55,9 @@ export interface BenchOptions {
   /** Idle agent: seconds with nothing new (RSS), then seconds at 60 events/min (CPU). */
   agentIdleSeconds: number;
   agentTrickleSeconds: number;
+  /** Sources: events in each source's backlog (Kafka, Postgres logical), and filler bytes per event. */
+  sourceEvents: number;
+  sourcePadBytes: number;
   /** Run in this existing database (created if missing) and keep it: loaded chains are reused. */
   database: string | undefined;
   /** "child": the server runs in its own Node process (as in production); "inprocess": in the bench's event loop. */
@@ -100,6 +103,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
       "agent-batch-events": { type: "string" },
       "agent-idle-seconds": { type: "string" },
       "agent-trickle-seconds": { type: "string" },
+      "source-events": { type: "string" },
+      "source-pad-bytes": { type: "string" },
       database: { type: "string" },
       server: { type: "string" },
       keep: { type: "boolean" },
@@ -182,6 +187,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
       }),
     agentIdleSeconds: num(values["agent-idle-seconds"], "BENCH_AGENT_IDLE_SECONDS", 20),
     agentTrickleSeconds: num(values["agent-trickle-seconds"], "BENCH_AGENT_TRICKLE_SECONDS", 60),
+    sourceEvents: Math.round(num(values["source-events"], "BENCH_SOURCE_EVENTS", 50_000)),
+    sourcePadBytes: Math.round(num(values["source-pad-bytes"], "BENCH_SOURCE_PAD_BYTES", 200)),
     database: values.database ?? env.BENCH_DATABASE,
     server,
     keep: values.keep ?? env.BENCH_KEEP === "1",
@@ -216,6 +223,8 @@ const USAGE = `npm run bench -- [flags]   (each flag also reads BENCH_<NAME>, e.
   --agent-page N      agent: new items per poll of its generic_polling source (5000)
   --agent-interval-ms N  agent: the source's interval_ms (100, the least it accepts)
   --agent-fsync LIST  agent: one run per outbox fsync policy ("per-batch,none")
+  --source-events N   sources: backlog per source (Kafka, Postgres logical) read raw and through the agent (50000)
+  --source-pad-bytes N  sources: filler bytes per message / row (200)
   --agent-batch-events N  agent: its ingest.max_batch_events (default: the agent's own, 1000)
   --agent-idle-seconds N     agent: seconds with nothing new, for RSS (20)
   --agent-trickle-seconds N  agent: seconds at 60 events/min, for CPU (60)

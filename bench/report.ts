@@ -11,6 +11,7 @@ import { int, ms, ratio } from "./stats.js";
 import type { GroupCommits, PhaseUsage } from "./resource-meter.js";
 import type { AgentIngestResult } from "./agent-ingest.js";
 import type { AgentIdleResult } from "./agent-idle.js";
+import type { SourceIngestResult } from "./source-ingest.js";
 
 export interface BenchResults {
   appendBatch?: ThroughputResult;
@@ -29,6 +30,8 @@ export interface BenchResults {
   /** Durable ingest through an agent process, with raw COPY of its rows and AppendBatch beside it. */
   agent?: AgentIngestResult;
   agentIdle?: AgentIdleResult;
+  /** Per-source ingest through an agent, next to the source's raw consume rate. */
+  sources?: SourceIngestResult;
 }
 
 export const TARGETS = {
@@ -158,6 +161,11 @@ export function resultRows(r: BenchResults): Row[] {
       `< ${TARGETS.agentCpuPercent} %`,
       verdict(ai.trickleCpuPercent < TARGETS.agentCpuPercent),
     ]);
+  }
+  for (const src of r.sources?.sources ?? []) {
+    rows.push([`${src.source} through an agent into the ledger (committed)`, `${int(src.ledger.eventsPerSecond)} events/s`, "", ""]);
+    rows.push([`${src.source} raw consume, same backlog`, `${int(src.raw.eventsPerSecond)} events/s`, "", ""]);
+    rows.push([`  ${src.source}: ledger / raw consume`, ratio(src.ratio), "", ""]);
   }
   return rows;
 }
@@ -318,6 +326,12 @@ export function details(r: BenchResults): string[] {
     out.push(
       `agent at ${int(ai.options.itemsPerSecond * 60)} events/min: ${ai.trickleEvents} events committed, ${ai.tricklePolls} polls in ${ai.options.trickleSeconds} s, ` +
         `CPU ${ai.trickleCpuPercent.toFixed(2)} % of a core, RSS ${mb(ai.trickle.rssBytes)} at the end.`,
+    );
+  }
+  for (const src of r.sources?.sources ?? []) {
+    out.push(
+      `${src.source}: backlog of ${int(src.events)} events of ${int(r.sources!.options.padBytes)} filler bytes. Raw: ${src.raw.how}, ${src.raw.seconds.toFixed(2)} s. ` +
+        `Through the agent (outbox fsync per-batch, committed): ${src.ledger.seconds.toFixed(2)} s from the first committed entry to the last; agent CPU ${src.ledger.agentCpuMsPer1000.toFixed(0)} ms per 1,000 events, peak RSS ${src.ledger.agentPeakRssMB.toFixed(0)} MB.`,
     );
   }
   return out;

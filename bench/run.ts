@@ -13,6 +13,8 @@
 //  10. agent: durable ingest through an `audit-ledger agent` process (generic_polling
 //      source, outbox, Ingest), next to raw COPY of its rows and AppendBatch; then the
 //      agent's idle RSS and its CPU at 60 events/min
+//  11. sources: per-source sustained ingest (kafka_consumer, postgres_logical) through an
+//      agent process into the ledger, next to the source's own raw consume rate
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -39,6 +41,7 @@ import { resourceMeter } from "./resource-meter.js";
 import { summarizeProfile } from "./profile-summary.js";
 import { agentIngest } from "./agent-ingest.js";
 import { agentIdle } from "./agent-idle.js";
+import { sourceIngest } from "./source-ingest.js";
 
 const BATCH_CHAIN = "bench-batch";
 
@@ -227,6 +230,11 @@ async function main(): Promise<void> {
         );
         log(`agent at rest: one generic_polling source, ${opts.agentIdleSeconds} s with nothing new, then ${opts.agentTrickleSeconds} s at 60 events/min`);
         results.agentIdle = await agentIdle(adminClient, url, { idleSeconds: opts.agentIdleSeconds, trickleSeconds: opts.agentTrickleSeconds, itemsPerSecond: 1 }, log);
+      });
+    }
+    if (want("sources")) {
+      await phase("sources", async () => {
+        results.sources = await sourceIngest({ admin: adminClient, serverUrl: url, log }, { events: opts.sourceEvents, padBytes: opts.sourcePadBytes });
       });
     }
   } finally {

@@ -201,7 +201,12 @@ export async function startAgent(config: AgentConfig, log: Log, transport?: Tran
           await appendDurably(rs, [gapEvent(reason, from, to)], true);
         },
       };
-      await rs.source.start(sink);
+      try {
+        await rs.source.start(sink);
+      } catch (err) {
+        // Say which source could not start: an agent may run several of one type.
+        throw new Error(`source "${s.name}" (${s.type}) could not start: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+      }
       log.info({ source: s.name, type: s.type }, "source started");
     }
   } catch (err) {

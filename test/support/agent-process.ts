@@ -119,6 +119,27 @@ export async function spawnAgent(configFile: string, env: NodeJS.ProcessEnv = {}
   return agent;
 }
 
+/**
+ * Runs `audit-ledger agent --config FILE` expecting it to fail at start: resolves with its
+ * exit code and output once it exits; rejects if it logs "agent running" instead.
+ */
+export async function agentStartFailure(configFile: string, env: NodeJS.ProcessEnv = {}, timeoutMs = 60_000): Promise<{ code: number | null; output: string }> {
+  const c = run(["agent", "--config", configFile], { LOG_LEVEL: "info", ...env });
+  const timer = setTimeout(() => c.child.kill("SIGKILL"), timeoutMs);
+  const running = setInterval(() => {
+    if (c.lines().some((l) => l.msg === "agent running")) c.child.kill("SIGKILL");
+  }, 50);
+  try {
+    const code = await c.exited;
+    if (c.lines().some((l) => l.msg === "agent running")) throw new Error(`the agent started although its configuration is bad; output:\n${c.output().slice(-3000)}`);
+    if (code === null) throw new Error(`the agent neither started nor failed within ${timeoutMs} ms; output:\n${c.output().slice(-3000)}`);
+    return { code, output: c.output() };
+  } finally {
+    clearTimeout(timer);
+    clearInterval(running);
+  }
+}
+
 /** The agent configuration document (agent/daemon/agent-config.ts). */
 export interface AgentConfigDoc {
   server: string;

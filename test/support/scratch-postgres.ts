@@ -78,7 +78,11 @@ async function runner(dir: string): Promise<(tool: string, args: string[]) => Pr
   return (tool, args) => exec("su", ["postgres", "-s", "/bin/sh", "-c", [tool, ...args].map(quote).join(" ")], dir);
 }
 
-export async function startScratchPostgres(): Promise<ScratchPostgres> {
+/**
+ * Starts a cluster of its own. `settings` are extra server settings (`-c name=value`),
+ * e.g. `{ wal_level: "logical" }` for a logical replication source.
+ */
+export async function startScratchPostgres(settings: Record<string, string | number> = {}): Promise<ScratchPostgres> {
   const bin = await findBinDir();
   const dir = mkdtempSync(join(tmpdir(), "al-scratch-pg-"));
   const data = join(dir, "data");
@@ -91,7 +95,8 @@ export async function startScratchPostgres(): Promise<ScratchPostgres> {
     await as(join(bin, "initdb"), ["-D", data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"]);
     const port = await freePort();
     // The socket goes in our folder: the system's /var/run/postgresql may not be writable.
-    const opts = `-p ${port} -k ${dir} -c listen_addresses=${host}`;
+    const extra = Object.entries(settings).map(([k, v]) => ` -c ${k}=${v}`).join("");
+    const opts = `-p ${port} -k ${dir} -c listen_addresses=${host}${extra}`;
     const pgCtl = (...args: string[]) => as(join(bin, "pg_ctl"), ["-D", data, "-l", logFile, "-t", "60", ...args]);
     await pgCtl("-w", "-o", opts, "start");
     stopOnFailure = async () => void (await pgCtl("-w", "-m", "immediate", "stop").catch(() => undefined));

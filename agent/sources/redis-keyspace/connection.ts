@@ -65,6 +65,8 @@ export function errorText(err: unknown): string {
 
 /** A sentence for a failed connection attempt: what the user should look at. */
 export function describeConnectProblem(target: RedisTarget, cause: unknown): string {
+  // Already described (the reconnect strategy's verdict, rethrown by connect()).
+  if (cause instanceof RedisSourceError) return cause.message;
   const text = errorText(cause);
   if (/WRONGPASS|NOAUTH|invalid password|AUTH .*without any password|invalid username-password/i.test(text)) {
     return `Redis at ${target.display} refused the credentials (check username and password): ${text}`;
