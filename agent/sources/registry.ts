@@ -9,8 +9,8 @@ import { filesystemWatchConfigSchema } from "./filesystem-watch/config.js";
 import { genericPollingConfigSchema } from "./generic-polling/config.js";
 import { mqttConfigSchema } from "./mqtt/config.js";
 import { redisKeyspaceConfigSchema } from "./redis-keyspace/config.js";
-// TEMP import { postgresLogicalConfigSchema } from "./postgres-logical/config.js";
-// TEMP import { mongoChangeStreamConfigSchema } from "./mongo-change-stream/config.js";
+import { postgresLogicalConfigSchema } from "./postgres-logical/config.js";
+import { mongoChangeStreamConfigSchema } from "./mongo-change-stream/config.js";
 // TEMP import { kafkaConsumerConfigSchema } from "./kafka-consumer/config.js";
 import { s3NotificationConfigSchema } from "./s3-notification/config.js";
 
@@ -27,8 +27,8 @@ const entries: RegisteredSource[] = [
   { type: "generic_polling", configSchema: genericPollingConfigSchema, load: async () => (await import("./generic-polling/index.js")).default },
   { type: "mqtt", configSchema: mqttConfigSchema, load: async () => (await import("./mqtt/index.js")).default },
   { type: "redis_keyspace", configSchema: redisKeyspaceConfigSchema, load: async () => (await import("./redis-keyspace/index.js")).default },
-// TEMP   { type: "postgres_logical", configSchema: postgresLogicalConfigSchema, load: async () => (await import("./postgres-logical/index.js")).default },
-// TEMP   { type: "mongo_change_stream", configSchema: mongoChangeStreamConfigSchema, load: async () => (await import("./mongo-change-stream/index.js")).default },
+  { type: "postgres_logical", configSchema: postgresLogicalConfigSchema, load: async () => (await import("./postgres-logical/index.js")).default },
+  { type: "mongo_change_stream", configSchema: mongoChangeStreamConfigSchema, load: async () => (await import("./mongo-change-stream/index.js")).default },
 // TEMP   { type: "kafka_consumer", configSchema: kafkaConsumerConfigSchema, load: async () => (await import("./kafka-consumer/index.js")).default },
   { type: "s3_notification", configSchema: s3NotificationConfigSchema, load: async () => (await import("./s3-notification/index.js")).default },
 ];

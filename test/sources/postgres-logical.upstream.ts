@@ -49,7 +49,7 @@ async function prepare(): Promise<ScenarioUpstream> {
   const publication = unique("scenario_pub");
   const slot = unique("scenario_slot");
   const client = await connect(url);
-  await client.query(`CREATE TABLE ${table} (id int PRIMARY KEY, label text NOT NULL)`);
+  await client.query(`CREATE TABLE ${table} (id int PRIMARY KEY, label text NOT NULL, pad text NOT NULL)`);
   await client.query(`CREATE PUBLICATION ${publication} FOR TABLE ${table}`);
   /** WAL position after each produced transaction, with the rows it holds. */
   const produced: { lsn: bigint; rows: number }[] = [];
@@ -57,10 +57,10 @@ async function prepare(): Promise<ScenarioUpstream> {
   return {
     config: { url, publication, slot, create_slot: true, status_interval_ms: 1_000 },
 
-    async produce(from, to) {
+    async produce(from, to, padBytes = 0) {
       for (let start = from; start < to; start += ROWS_PER_TRANSACTION) {
         const end = Math.min(to, start + ROWS_PER_TRANSACTION);
-        await client.query(`INSERT INTO ${table} SELECT g, 'event ' || g FROM generate_series($1::int, $2::int) g`, [start, end - 1]);
+        await client.query(`INSERT INTO ${table} SELECT g, 'event ' || g, repeat('x', $3) FROM generate_series($1::int, $2::int) g`, [start, end - 1, padBytes]);
         const r = await client.query<{ lsn: string }>("SELECT pg_current_wal_lsn() AS lsn");
         produced.push({ lsn: parseLsn(r.rows[0]!.lsn), rows: end - start });
       }
