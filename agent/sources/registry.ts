@@ -11,7 +11,7 @@ import { mqttConfigSchema } from "./mqtt/config.js";
 import { redisKeyspaceConfigSchema } from "./redis-keyspace/config.js";
 import { postgresLogicalConfigSchema } from "./postgres-logical/config.js";
 import { mongoChangeStreamConfigSchema } from "./mongo-change-stream/config.js";
-// TEMP import { kafkaConsumerConfigSchema } from "./kafka-consumer/config.js";
+import { kafkaConsumerConfigSchema } from "./kafka-consumer/config.js";
 import { s3NotificationConfigSchema } from "./s3-notification/config.js";
 
 export interface RegisteredSource {
@@ -29,7 +29,7 @@ const entries: RegisteredSource[] = [
   { type: "redis_keyspace", configSchema: redisKeyspaceConfigSchema, load: async () => (await import("./redis-keyspace/index.js")).default },
   { type: "postgres_logical", configSchema: postgresLogicalConfigSchema, load: async () => (await import("./postgres-logical/index.js")).default },
   { type: "mongo_change_stream", configSchema: mongoChangeStreamConfigSchema, load: async () => (await import("./mongo-change-stream/index.js")).default },
-// TEMP   { type: "kafka_consumer", configSchema: kafkaConsumerConfigSchema, load: async () => (await import("./kafka-consumer/index.js")).default },
+  { type: "kafka_consumer", configSchema: kafkaConsumerConfigSchema, load: async () => (await import("./kafka-consumer/index.js")).default },
   { type: "s3_notification", configSchema: s3NotificationConfigSchema, load: async () => (await import("./s3-notification/index.js")).default },
 ];
 

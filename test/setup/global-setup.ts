@@ -7,6 +7,7 @@
 import type { TestProject } from "vitest/node";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { connect } from "node:net";
 import { join } from "node:path";
 import { adminUrl, createDatabase, dropDatabase, ensurePostgres } from "./postgres.js";
 import { PostgresDatabase } from "../../server/storage/postgres-database.js";
@@ -51,6 +52,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
     if (process.env.KEEP_TEST_DATABASE !== "true") await dropDatabase(name);
   };
   try {
+    // Redis and Mosquitto are the machine's own services (the suite does not install them).
+    await reachable("Redis", 6379, "redis-server");
+    await reachable("Mosquitto", 1883, "mosquitto");
     logical = await startScratchPostgres({ wal_level: "logical", max_replication_slots: 40, max_wal_senders: 40, wal_sender_timeout: "10s" });
     project.provide("pgLogicalUrl", logical.url());
     process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = "true";
@@ -64,4 +68,21 @@ export default async function setup(project: TestProject): Promise<() => Promise
     throw new Error(`the source tests' upstream services could not be started (test/services/README.md): ${(err as Error).message}`);
   }
   return teardown;
+}
+
+/** Fails, saying what to start, when nothing accepts TCP connections on 127.0.0.1:`port`. */
+function reachable(name: string, port: number, start: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: "127.0.0.1", port, timeout: 3000 });
+    const fail = (why: string) => {
+      socket.destroy();
+      reject(new Error(`${name} is not reachable at 127.0.0.1:${port} (${why}); the source tests need it running (e.g. \`${start}\`)`));
+    };
+    socket.once("connect", () => {
+      socket.end();
+      resolve();
+    });
+    socket.once("timeout", () => fail("no answer within 3 s"));
+    socket.once("error", (err) => fail(err.message));
+  });
 }

@@ -21,7 +21,7 @@ import { freePort } from "../support/free-port.js";
 import type { StoredEntry } from "../../chain/index.js";
 import type { ScenarioUpstream, UpstreamUnderTest } from "./upstream.js";
 
-/** `mongo1:<clusterTime t>.<i>:<32 hex>` (agent/sources/mongo-change-stream/README.md, "Positions"). */
+/** `mongo1:<clusterTime t>.<i>:<32 hex>` (docs/sources/mongo-change-stream.md, "Positions"). */
 const POSITION = /^mongo1:(\d+)\.(\d+):[0-9a-f]{32}$/;
 /** Where the scenario runner puts agent folders: mkdtemp(tmpdir(), "al-src-") + "/state". */
 const AGENT_DIR_PREFIX = "al-src-";

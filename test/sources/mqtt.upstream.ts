@@ -5,7 +5,7 @@
 // Mind the broker's queue limit: this machine's /etc/mosquitto/mosquitto.conf does not set
 // max_queued_messages, so Mosquitto 2.0's default of 1000 applies. While the agent is down
 // or stalled, messages beyond ~1000 queued (+ receive_maximum in flight) for the session are
-// dropped silently (see agent/sources/mqtt/README.md, "Queue limits").
+// dropped silently (see docs/sources/mqtt.md, "Queue limits").
 import { randomBytes } from "node:crypto";
 import { connectAsync, type MqttClient } from "mqtt";
 import { expect } from "vitest";
@@ -15,7 +15,7 @@ import type { StoredEntry } from "../../chain/index.js";
 import type { ScenarioUpstream, UpstreamUnderTest } from "./upstream.js";
 
 const BROKER = "mqtt://127.0.0.1:1883";
-/** `mqtt1:<epoch>:<seq>:<packet id>:<fingerprint>` (README.md, "Positions"). */
+/** `mqtt1:<epoch>:<seq>:<packet id>:<fingerprint>` (docs/sources/mqtt.md, "Positions"). */
 const POSITION = /^mqtt1:[0-9a-f]{16}:[1-9]\d*:\d+:([0-9a-f]{16})$/;
 
 class MqttScenario implements ScenarioUpstream {

@@ -6,7 +6,7 @@
 //
 // Padding (`padBytes`) goes into the object key, the one field of a real notification
 // that is large; past 1,024 bytes the key is longer than S3 allows, which the source does
-// not check, and the subject is cut with a digest (README.md, "Events").
+// not check, and the subject is cut with a digest (docs/sources/s3-notification.md, "Events").
 //
 // The agent reads the secret key from the environment variable named below, set here in
 // this process: the scenario runner's agent processes inherit it.
@@ -22,7 +22,7 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = "true";
 const SECRET_ENV = "AUDIT_LEDGER_TEST_SQS_SECRET";
 const BUCKET = "audit-ledger-test";
 const EVENT_TIME = "2026-11-22T12:00:00.000Z";
-/** `s3n1:record:<32 hex>` (agent/sources/s3-notification/README.md, "Positions"). */
+/** `s3n1:record:<32 hex>` (docs/sources/s3-notification.md, "Positions"). */
 const POSITION = /^s3n1:record:[0-9a-f]{32}$/;
 
 function sqsClient(): SQSClient {

@@ -2,7 +2,7 @@
 // and renamed under configured files and folders, with a SHA-256 content digest (and the
 // content itself when configured). Runs in the daemon, watching with chokidar; after a
 // restart it reports what changed while it was down, and nothing for unchanged files.
-// See README.md in this folder for the options, events and positions.
+// See docs/sources/filesystem-watch.md for the options, events and positions.
 import type { SourceFactory } from "../source-factory.js";
 import { filesystemWatchConfigSchema, type FilesystemWatchConfig, type FilesystemWatchConfigInput } from "./config.js";
 import { FilesystemWatchSource, SOURCE_TYPE } from "./filesystem-watch-source.js";

@@ -1,6 +1,6 @@
 // One change stream event as a SourceEvent: kind mongo.<operationType>, subject
 // <db>.<coll>/<_id>, the change as Extended JSON, and a position derived from the
-// event's resume token (see README.md, "Events" and "Positions").
+// event's resume token (see docs/sources/mongo-change-stream.md, "Events" and "Positions").
 import { createHash } from "node:crypto";
 import { BSON, type Document } from "mongodb";
 import type { SourceEvent } from "../source.js";

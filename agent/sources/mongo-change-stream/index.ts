@@ -1,7 +1,7 @@
 // The mongo_change_stream source type (SPEC §4): watches a MongoDB collection, database
 // or deployment with a change stream and records every change event, persisting the
 // resume token only once the event is durable in the agent's outbox. Runs in the
-// daemon, with the mongodb driver. See README.md in this folder for the options,
+// daemon, with the mongodb driver. See docs/sources/mongo-change-stream.md for the options,
 // events, positions and guarantee.
 import type { SourceFactory } from "../source-factory.js";
 import { mongoChangeStreamConfigSchema, type MongoChangeStreamConfig, type MongoChangeStreamConfigInput } from "./config.js";

@@ -3,7 +3,7 @@
 // event is written to the state folder only once the agent acknowledges the event (it
 // is durable in the outbox), and a restart resumes with `startAfter` that token, so
 // what was not acknowledged comes again, with the same positions (the ledger keeps it
-// once). See README.md in this folder.
+// once). See docs/sources/mongo-change-stream.md.
 //
 // Reading: one loop reads a batch (tryNext, then what the driver already buffered),
 // hands it to the sink and waits for the sink to take it before reading again; while

@@ -4,7 +4,7 @@
 // the event is "stored"), unless a test holds it back.
 // Conditions are awaited; short sleeps only show that something does NOT happen.
 // What only a real replica set shows (invalidate, history lost sent by the server,
-// database- and deployment-wide watches, auth) is listed in README.md, "Tested".
+// database- and deployment-wide watches, auth) is listed in docs/sources/mongo-change-stream.md, "Tested".
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";

@@ -1,7 +1,7 @@
 // The mqtt source type (SPEC §4): subscribes to topic filters at QoS 1 in a persistent
 // session and records every message, sending its PUBACK only once the event is durable
 // in the agent's outbox, in arrival order. Runs in the daemon, with mqtt.js.
-// See README.md in this folder for the options, events, positions and guarantee.
+// See docs/sources/mqtt.md for the options, events, positions and guarantee.
 import type { SourceFactory } from "../source-factory.js";
 import { mqttConfigSchema, type MqttConfig, type MqttConfigInput } from "./config.js";
 import { MqttSource, SOURCE_TYPE } from "./mqtt-source.js";

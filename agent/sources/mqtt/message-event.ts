@@ -1,5 +1,5 @@
 // One MQTT message as a SourceEvent: kind from the config, subject mqtt://<topic>, the
-// message bytes as the payload, and a position built by the source (see README.md).
+// message bytes as the payload, and a position built by the source (see docs/sources/mqtt.md).
 import { createHash } from "node:crypto";
 import type { SourceEvent } from "../source.js";
 

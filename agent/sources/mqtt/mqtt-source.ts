@@ -12,7 +12,7 @@
 // Connections: every message remembers the connection (mqtt.js stream) it came on.
 // A PUBACK is only sent on that same connection while it is up. If the connection is
 // lost first, the broker redelivers the message on the next one (DUP set) and the copy
-// gets the same position (see README.md, "Positions"), so the ledger keeps one.
+// gets the same position (see docs/sources/mqtt.md, "Positions"), so the ledger keeps one.
 import { connect, type IClientOptions, type IConnackPacket, type IPublishPacket, type MqttClient } from "mqtt";
 import type { SourceContext } from "../source-factory.js";
 import type { Source, SourceEvent, SourcePosition, SourceSink } from "../source.js";
@@ -458,7 +458,7 @@ export class MqttSource implements Source {
     const fingerprint = fingerprintOf(m.topic, m.payload);
     const last = state.acked;
     // A redelivery of the message last acknowledged (its PUBACK was lost) keeps its number;
-    // anything else is the next message. See README.md, "Positions".
+    // anything else is the next message. See docs/sources/mqtt.md, "Positions".
     const again = m.dup && last.seq > 0 && m.packetId === last.packetId && fingerprint === last.fingerprint;
     const record: AckedMessage = { seq: again ? last.seq : last.seq + 1, packetId: m.packetId, fingerprint };
     const position = positionOf(state.session.epoch, record.seq, m.packetId, fingerprint);

@@ -1,4 +1,4 @@
-// One row change (or one truncated table) as a SourceEvent. See README.md, "Events" and
+// One row change (or one truncated table) as a SourceEvent. See docs/sources/postgres-logical.md, "Events" and
 // "Positions": kind postgres.<op>, subject <schema>.<table>/<key values>, a JSON payload
 // with the row values as Postgres prints them, and a position that a replay of the same
 // transaction reproduces: pg1:<epoch>:<commit LSN>:<index of the change in the transaction>.

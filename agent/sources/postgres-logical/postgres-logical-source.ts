@@ -243,7 +243,7 @@ export class PostgresLogicalSource implements Source {
 
   /**
    * Makes sure the slot exists and still has the history after the last position the
-   * source reported, recording a gap when it does not (see README.md, "Lost slots").
+   * source reported, recording a gap when it does not (see docs/sources/postgres-logical.md, "Lost slots").
    */
   private async settleSlot(client: pg.Client, identity: SlotIdentity): Promise<void> {
     const slotName = this.config.slot;

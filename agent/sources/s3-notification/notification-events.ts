@@ -3,7 +3,7 @@
 // `s3.test_event`, and anything else is "malformed", with the reason, for the source to
 // record as `s3.malformed_notification`. Positions come from the notification's content,
 // never from the SQS delivery, so a redelivery (new receipt handle) or a duplicate that
-// S3 itself sends (a second SQS message) gets the position of the first; see README.md.
+// S3 itself sends (a second SQS message) gets the position of the first; see docs/sources/s3-notification.md.
 import { createHash } from "node:crypto";
 import type { SourceEvent } from "../source.js";
 

@@ -4,7 +4,7 @@
 // extending its visibility timeout, so no other consumer (or a later receive) sees it.
 // A message that is not an S3 notification is recorded as `s3.malformed_notification`
 // (with its body) and then deleted like any other, so it is reported once and never
-// loops. See README.md in this folder for the options, events, positions and guarantee.
+// loops. See docs/sources/s3-notification.md for the options, events, positions and guarantee.
 import {
   ChangeMessageVisibilityBatchCommand,
   DeleteMessageBatchCommand,
@@ -245,7 +245,7 @@ export class S3NotificationSource implements Source {
         { abortSignal },
       );
       if (attributes.RedrivePolicy === undefined) {
-        this.ctx.log.warn({ queue_url: url }, "s3_notification: the queue has no redrive policy (dead-letter queue); see the source's README");
+        this.ctx.log.warn({ queue_url: url }, "s3_notification: the queue has no redrive policy (dead-letter queue); see docs/sources/s3-notification.md");
       }
       return url;
     } catch (err) {

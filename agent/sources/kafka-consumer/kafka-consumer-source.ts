@@ -1,0 +1,496 @@
+// The kafka_consumer source: a member of a consumer group (kafkajs) that hands each
+// fetched batch to the agent, partition by partition, in offset order, and commits a
+// partition's offset only up to the last message the agent has acknowledged as durable.
+//
+// Why eachBatch with autoCommit off and nothing auto-resolved: kafkajs fetches again
+// only once every batch of the previous fetch is handled, so while `emit` waits (the
+// outbox is full, the ledger slow) nothing more is pulled, and a batch left half-way
+// (pause, stop, rebalance) is fetched again from the first message not handed over.
+//
+// Why the source heartbeats itself while `emit` waits: kafkajs sends heartbeats only
+// between batches; a member silent for session_timeout_ms is dropped from the group.
+import { readFileSync } from "node:fs";
+import { Kafka, logLevel, type Admin, type Consumer, type EachBatchPayload, type KafkaConfig, type LogEntry, type SASLOptions } from "kafkajs";
+import type { SourceContext } from "../source-factory.js";
+import type { Source, SourceEvent, SourcePosition, SourceSink } from "../source.js";
+import { topicPattern, type KafkaConsumerConfig } from "./config.js";
+import { partitionKeyOf, toSourceEvent, type EventShape, type ReceivedMessage } from "./message-event.js";
+import { PartitionProgress } from "./partition-progress.js";
+
+export const SOURCE_TYPE = "kafka_consumer";
+/** Most messages handed to the agent in one emit (one partition's, in offset order). */
+export const MAX_EVENTS_PER_EMIT = 500;
+/** How long a fetch waits on the broker for new messages; also bounds how long stop() waits for it. */
+const FETCH_WAIT_MS = 1_000;
+/** Wait before committing again what a commit did not confirm. */
+const COMMIT_RETRY_MS = 1_000;
+/** How long stop() waits for the last commit. */
+const STOP_COMMIT_TIMEOUT_MS = 5_000;
+const RETRY_MIN_MS = 500;
+const RETRY_MAX_MS = 30_000;
+/** kafkajs's log message when a committed offset is no longer in the partition (consumerGroup.js). */
+const OFFSET_RESET_MESSAGE = "Offset out of range, resetting to default offset";
+
+function describeError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const cause = (err as { cause?: unknown }).cause;
+  const inner = cause instanceof Error && !err.message.includes(cause.message) ? `: ${cause.message}` : "";
+  return `${err.message}${inner}`;
+}
+
+/** Rejects with `problem` after `ms` unless `work` settles first. */
+async function within<T>(work: Promise<T>, ms: number, problem: () => string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(problem())), ms)));
+  try {
+    return await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export class KafkaConsumerSource implements Source {
+  readonly type = SOURCE_TYPE;
+  private sink: SourceSink | undefined;
+  private kafka: Kafka | undefined;
+  private consumer: Consumer | undefined;
+  /** The topics subscribed to (names, patterns resolved at start). */
+  private topics: string[] = [];
+  /**
+   * With from_beginning off: the end offset, read at start, of each partition the group
+   * had no committed offset for. Older messages are skipped, newer ones all recorded.
+   */
+  private readonly startOffsets = new Map<string, { topic: string; partition: number; offset: bigint }>();
+  private readonly progress = new PartitionProgress();
+  private readonly shape: EventShape;
+  private started = false;
+  /** True once start() has joined the group: later crashes are logged and recovered from. */
+  private running = false;
+  private stopped = false;
+  private paused = false;
+  private joinedOnce = false;
+  /** A heartbeat failed (the group is rebalancing): leave the batch so kafkajs can rejoin. */
+  private mustYield = false;
+  /** The crash that ended start()'s first join, if any. */
+  private startCrash: Error | undefined;
+  /** The last connection problem kafkajs logged, for start()'s timeout message. */
+  private lastConnectionProblem: string | undefined;
+  private commitRun: Promise<void> | undefined;
+  private commitAgain = false;
+  private commitRetry: NodeJS.Timeout | undefined;
+  private restartAttempts = 0;
+  private stopping: Promise<void> | undefined;
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private signalStop: () => void = () => undefined;
+  private readonly stopSignal = new Promise<void>((resolve) => (this.signalStop = resolve));
+
+  constructor(
+    private readonly config: KafkaConsumerConfig,
+    private readonly ctx: SourceContext,
+  ) {
+    this.shape = { kind: config.kind, payload: config.payload, valueType: config.value_type };
+  }
+
+  private get where(): string {
+    return `kafka_consumer source "${this.ctx.name}"`;
+  }
+
+  private get brokerList(): string {
+    return this.config.brokers.join(",");
+  }
+
+  /**
+   * `resumeFrom` is not needed: the consumer group's committed offsets say where to
+   * resume, and they only ever cover what the agent made durable.
+   */
+  async start(sink: SourceSink, _resumeFrom?: SourcePosition): Promise<void> {
+    if (this.started) throw new Error(`${this.where} was already started`);
+    this.started = true;
+    this.sink = sink;
+    this.kafka = new Kafka(this.clientConfig());
+    try {
+      this.topics = await within(this.resolveTopics(), this.config.connect_timeout_ms, () => {
+        const last = this.lastConnectionProblem ? `: ${this.lastConnectionProblem}` : "";
+        return `${this.where}: cannot reach the Kafka brokers ${this.brokerList} within connect_timeout_ms (${this.config.connect_timeout_ms} ms)${last}`;
+      });
+      await this.joinGroup();
+    } catch (err) {
+      this.stopped = true;
+      this.signalStop();
+      await this.consumer?.disconnect().catch(() => undefined);
+      throw err;
+    }
+    this.running = true;
+    this.ctx.log.info({ group_id: this.config.group_id, topics: this.topics }, "kafka: consuming");
+  }
+
+  private clientConfig(): KafkaConfig {
+    const c = this.config;
+    const config: KafkaConfig = {
+      clientId: c.client_id,
+      brokers: c.brokers,
+      connectionTimeout: Math.min(c.connect_timeout_ms, 10_000),
+      logLevel: logLevel.WARN,
+      logCreator: () => (entry) => this.onKafkaLog(entry),
+    };
+    if (c.ssl) {
+      config.ssl = c.ssl_ca_file !== undefined ? { ca: [this.readCaFile(c.ssl_ca_file)] } : true;
+    }
+    if (c.sasl) {
+      const password = c.sasl.password ?? process.env[c.sasl.password_env!];
+      if (password === undefined) throw new Error(`${this.where}: sasl.password_env: the environment variable ${c.sasl.password_env} is not set`);
+      config.sasl = { mechanism: c.sasl.mechanism, username: c.sasl.username, password } as SASLOptions;
+    }
+    return config;
+  }
+
+  private readCaFile(path: string): string {
+    try {
+      return readFileSync(path, "utf8");
+    } catch (err) {
+      throw new Error(`${this.where}: ssl_ca_file: cannot read ${path}: ${(err as Error).message}`);
+    }
+  }
+
+  /** The topic names to subscribe to; every name must exist and every pattern match one. */
+  private async resolveTopics(): Promise<string[]> {
+    // Few retries: start() has its own deadline, and a wrong address should fail fast.
+    const admin = this.kafka!.admin({ retry: { retries: 3, initialRetryTime: 250, maxRetryTime: 2_000 } });
+    try {
+      try {
+        await admin.connect();
+      } catch (err) {
+        throw new Error(this.connectProblem(err));
+      }
+      const existing = (await admin.listTopics()).filter((t) => !t.startsWith("__"));
+      const chosen = new Set<string>();
+      const missing: string[] = [];
+      for (const entry of this.config.topics) {
+        const pattern = topicPattern(entry);
+        if (pattern) {
+          const matches = existing.filter((t) => pattern.test(t));
+          if (matches.length === 0) throw new Error(`${this.where}: no topic on ${this.brokerList} matches ${entry} (it is matched against the topics that exist at start)`);
+          for (const t of matches) chosen.add(t);
+        } else if (existing.includes(entry)) {
+          chosen.add(entry);
+        } else {
+          missing.push(entry);
+        }
+      }
+      if (missing.length > 0) {
+        const list = missing.map((t) => `"${t}"`).join(", ");
+        throw new Error(`${this.where}: topic ${list} ${missing.length > 1 ? "do" : "does"} not exist on ${this.brokerList} (or this client may not Describe it)`);
+      }
+      const topics = [...chosen].sort();
+      if (!this.config.from_beginning) await this.readStartOffsets(admin, topics);
+      return topics;
+    } finally {
+      await admin.disconnect().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Why not kafkajs's own "latest": it reads the end offset at the first fetch, some
+   * time after start() returns, and skips what was produced meanwhile.
+   */
+  private async readStartOffsets(admin: Admin, topics: string[]): Promise<void> {
+    const committedOffsets = await admin.fetchOffsets({ groupId: this.config.group_id, topics });
+    for (const { topic, partitions } of committedOffsets) {
+      const fresh = new Set(partitions.filter((p) => Number(p.offset) < 0).map((p) => p.partition));
+      if (fresh.size === 0) continue;
+      for (const end of await admin.fetchTopicOffsets(topic)) {
+        if (fresh.has(end.partition)) this.startOffsets.set(partitionKeyOf(topic, end.partition), { topic, partition: end.partition, offset: BigInt(end.high) });
+      }
+    }
+  }
+
+  private connectProblem(err: unknown): string {
+    const name = err instanceof Error ? err.name : "";
+    if (name === "KafkaJSSASLAuthenticationError") {
+      return `${this.where}: the Kafka brokers ${this.brokerList} refused the SASL credentials of "${this.config.sasl?.username}": ${describeError(err)}`;
+    }
+    return `${this.where}: cannot connect to the Kafka brokers ${this.brokerList}: ${describeError(err)}`;
+  }
+
+  /** Joins the consumer group; rejects, naming the problem, when the first join fails. */
+  private async joinGroup(): Promise<void> {
+    const c = this.config;
+    const consumer = this.kafka!.consumer({
+      groupId: c.group_id,
+      sessionTimeout: c.session_timeout_ms,
+      rebalanceTimeout: c.rebalance_timeout_ms,
+      heartbeatInterval: c.heartbeat_interval_ms,
+      maxBytesPerPartition: c.max_bytes_per_partition,
+      maxWaitTimeInMs: FETCH_WAIT_MS,
+      allowAutoTopicCreation: false,
+    });
+    this.consumer = consumer;
+    consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => this.onJoin(payload.memberAssignment));
+    consumer.on(consumer.events.HEARTBEAT, () => (this.mustYield = false));
+    consumer.on(consumer.events.CRASH, ({ payload }) => this.onCrash(payload.error, payload.restart));
+    // Only this event says a commit reached the coordinator: kafkajs's commitOffsets
+    // resolves without committing while its runner is not running (joining, restarting).
+    consumer.on(consumer.events.COMMIT_OFFSETS, ({ payload }) =>
+      this.progress.committed(payload.topics.flatMap((t) => t.partitions.map((p) => ({ topic: t.topic, partition: Number(p.partition), offset: String(p.offset) })))),
+    );
+    try {
+      await consumer.connect();
+    } catch (err) {
+      throw new Error(this.connectProblem(err));
+    }
+    // From the beginning either way: with from_beginning off, startOffsets says what to skip.
+    await consumer.subscribe({ topics: this.topics, fromBeginning: true });
+    // Resolves once the first join is done, or failed (then the CRASH handler has run).
+    await this.runConsumer();
+    if (this.startCrash) {
+      throw new Error(`${this.where}: cannot join consumer group "${c.group_id}" on ${this.brokerList}: ${describeError(this.startCrash)}`);
+    }
+  }
+
+  private runConsumer(): Promise<void> {
+    return this.consumer!.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: 1,
+      eachBatch: (payload) => this.onBatch(payload),
+    });
+  }
+
+  private onJoin(assignment: Record<string, number[]>): void {
+    this.mustYield = false;
+    this.restartAttempts = 0;
+    this.progress.retain(assignment);
+    // A consumer restarted after a crash has forgotten the pause.
+    if (this.paused) this.applyPause();
+    // Commit the start offsets at once: a restart before the first message must not
+    // read the end offsets again, later, and skip what came in between. Only at the
+    // first join: later, another member may have committed past them.
+    let skipped = false;
+    const firstJoin = !this.joinedOnce;
+    this.joinedOnce = true;
+    for (const [topic, partitions] of firstJoin ? Object.entries(assignment) : []) {
+      for (const partition of partitions) {
+        const start = this.startOffsets.get(partitionKeyOf(topic, partition));
+        if (!start) continue;
+        this.progress.track(topic, partition, "0");
+        if (this.progress.skipBelow(topic, partition, start.offset)) skipped = true;
+      }
+    }
+    if (skipped) void this.flushCommits();
+    this.ctx.log.info({ group_id: this.config.group_id, assignment }, "kafka: joined the consumer group");
+  }
+
+  private onCrash(error: Error, restart: boolean): void {
+    if (this.stopped) return;
+    if (!this.running) {
+      this.startCrash = error;
+      return;
+    }
+    if (restart) {
+      this.ctx.log.error({ err: describeError(error), group_id: this.config.group_id }, "kafka: the consumer crashed; kafkajs restarts it (unacknowledged messages are read again)");
+      return;
+    }
+    const delay = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.min(this.restartAttempts++, 16));
+    this.ctx.log.error(
+      { err: describeError(error), group_id: this.config.group_id, restartInMs: delay },
+      "kafka: the consumer crashed and kafkajs will not restart it; the source restarts it (unacknowledged messages are read again)",
+    );
+    void this.sleep(delay).then(async () => {
+      if (this.stopped) return;
+      try {
+        await this.consumer!.connect();
+        await this.runConsumer();
+      } catch (err) {
+        this.onCrash(err as Error, false);
+      }
+    });
+  }
+
+  /** kafkajs's own log lines, at warn and error, go to the agent's log. */
+  private onKafkaLog(entry: LogEntry): void {
+    const { message, timestamp: _timestamp, logger: _logger, ...extra } = entry.log;
+    if (entry.namespace === "Connection" || entry.namespace === "BrokerPool") this.lastConnectionProblem = message;
+    if (message === OFFSET_RESET_MESSAGE && extra.groupId === this.config.group_id && !this.stopped) {
+      const where = `topic "${String(extra.topic)}" partition ${String(extra.partition)}`;
+      // The source subscribes from the beginning (see joinGroup), so kafkajs resets to the earliest offset.
+      this.recordGap(
+        `${where}: the committed offset is no longer in the partition (messages deleted by retention before the agent read them, or the topic was recreated); the source goes on from the earliest offset still there, so messages in between were not recorded`,
+      );
+    }
+    const line = { kafkajs: entry.namespace, ...extra };
+    if (entry.level === logLevel.ERROR) this.ctx.log.error(line, `kafkajs: ${message}`);
+    else this.ctx.log.warn(line, `kafkajs: ${message}`);
+  }
+
+  private async onBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+    if (this.stopped) return;
+    const fetchedOffset = (batch as { fetchedOffset?: string }).fetchedOffset ?? batch.firstOffset() ?? "0";
+    this.progress.track(batch.topic, batch.partition, fetchedOffset);
+    let messages = batch.messages;
+    const start = this.startOffsets.get(partitionKeyOf(batch.topic, batch.partition));
+    if (start && messages.length > 0 && BigInt(messages[0]!.offset) < start.offset) {
+      const skip = messages.filter((m) => BigInt(m.offset) < start.offset);
+      resolveOffset(skip[skip.length - 1]!.offset);
+      this.progress.skipBelow(batch.topic, batch.partition, start.offset);
+      messages = messages.slice(skip.length);
+    }
+    for (let i = 0; i < messages.length; ) {
+      if (this.paused) {
+        this.applyPause(); // the rest of the batch is fetched again after resume()
+        break;
+      }
+      if (this.stopped || this.mustYield || !isRunning() || isStale()) break;
+      const chunk = messages.slice(i, i + MAX_EVENTS_PER_EMIT);
+      const events = chunk.map((m) => toSourceEvent({ ...m, topic: batch.topic, partition: batch.partition } as ReceivedMessage, this.shape));
+      if (!(await this.emitKeepingMembership(events, heartbeat))) break;
+      resolveOffset(chunk[chunk.length - 1]!.offset);
+      i += chunk.length;
+    }
+    // Before kafkajs fetches again, or rejoins a rebalancing group: commit what is durable.
+    if (!this.stopped) await this.flushCommits();
+  }
+
+  /** Hands `events` to the sink until it takes them, heartbeating meanwhile; false when stopped first. */
+  private async emitKeepingMembership(events: SourceEvent[], heartbeat: () => Promise<void>): Promise<boolean> {
+    const beat = setInterval(() => {
+      heartbeat().catch((err: unknown) => {
+        if (this.stopped) return;
+        this.mustYield = true;
+        this.ctx.log.warn({ err: describeError(err) }, "kafka: heartbeat failed while the agent held a batch; the source rejoins the group after it");
+      });
+    }, this.config.heartbeat_interval_ms);
+    try {
+      for (let attempt = 0; ; attempt++) {
+        if (this.stopped) return false;
+        try {
+          await Promise.race([this.sink!.emit(events), this.stopSignal]);
+          return !this.stopped;
+        } catch (err) {
+          if (this.stopped) return false;
+          const delay = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.min(attempt, 16));
+          this.ctx.log.error({ err: String(err), position: events[0]!.position, retryInMs: delay }, "kafka: the agent did not take the events; retrying");
+          await this.sleep(delay);
+        }
+      }
+    } finally {
+      clearInterval(beat);
+    }
+  }
+
+  pause(): void {
+    if (this.paused) return;
+    this.paused = true;
+    this.applyPause();
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.applyPause();
+  }
+
+  /** Tells kafkajs to (stop) fetch(ing) the subscribed topics, when it has a running consumer. */
+  private applyPause(): void {
+    const consumer = this.consumer;
+    if (!consumer || this.topics.length === 0) return;
+    const topics = this.topics.map((topic) => ({ topic }));
+    try {
+      if (this.paused) consumer.pause(topics);
+      else consumer.resume(topics);
+    } catch {
+      // Not running (starting, or restarting after a crash): onJoin applies it.
+    }
+  }
+
+  async acknowledge(position: SourcePosition): Promise<void> {
+    if (this.stopped) return;
+    if (this.progress.acknowledge(position)) void this.flushCommits();
+  }
+
+  /** Commits every partition's durable prefix; one commit at a time, the latest wins. */
+  private flushCommits(): Promise<void> {
+    if (this.commitRun) {
+      this.commitAgain = true;
+      return this.commitRun;
+    }
+    const run = (async () => {
+      do {
+        this.commitAgain = false;
+        await this.commitOnce();
+      } while (this.commitAgain);
+    })().finally(() => (this.commitRun = undefined));
+    this.commitRun = run;
+    return run;
+  }
+
+  /** `final`: the commit stop() makes before leaving the group. */
+  private async commitOnce(final = false): Promise<void> {
+    const due = this.progress.due();
+    if (due.length === 0 || !this.consumer || (this.stopped && !final)) return;
+    try {
+      await this.consumer.commitOffsets(due);
+    } catch (err) {
+      // Not fatal: those messages are read again later, and their positions dedup them.
+      this.ctx.log.warn({ err: describeError(err), offsets: due }, "kafka: committing offsets failed; retrying");
+    }
+    // Not confirmed by COMMIT_OFFSETS (failed, or kafkajs was not running): try again soon.
+    if (this.progress.due().length > 0 && !this.stopped && this.commitRetry === undefined) {
+      this.commitRetry = setTimeout(() => {
+        this.commitRetry = undefined;
+        void this.flushCommits();
+      }, COMMIT_RETRY_MS);
+    }
+  }
+
+  /** Records a gap entry, retrying until the sink takes it or the source stops. */
+  private recordGap(reason: string): void {
+    void (async () => {
+      for (let attempt = 0; !this.stopped; attempt++) {
+        try {
+          await Promise.race([this.sink!.gap(reason), this.stopSignal]);
+          return;
+        } catch (err) {
+          const delay = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.min(attempt, 16));
+          this.ctx.log.error({ err: String(err), retryInMs: delay }, "kafka: cannot record the gap entry; retrying");
+          await this.sleep(delay);
+        }
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.stopped = true;
+      this.signalStop();
+      for (const t of this.timers) clearTimeout(t);
+      this.timers.clear();
+      clearTimeout(this.commitRetry);
+      const consumer = this.consumer;
+      if (!consumer) return;
+      // While the consumer still runs: kafkajs drops commits once it is stopping.
+      if (this.running) {
+        const lastCommit = (async () => {
+          await this.commitRun;
+          await this.commitOnce(true);
+        })();
+        await within(lastCommit, STOP_COMMIT_TIMEOUT_MS, () => "timed out").catch((err: unknown) =>
+          this.ctx.log.warn({ err: describeError(err) }, "kafka: the last commit before stopping did not finish; those messages are read again"),
+        );
+      }
+      // Leaves the group, so the other members take the partitions over at once.
+      await consumer.disconnect().catch((err: unknown) => this.ctx.log.warn({ err: describeError(err) }, "kafka: disconnecting failed"));
+    })();
+    return this.stopping;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.timers.delete(timer);
+        resolve();
+      }, ms);
+      this.timers.add(timer);
+      void this.stopSignal.then(() => resolve());
+    });
+  }
+}
