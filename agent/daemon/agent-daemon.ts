@@ -50,6 +50,8 @@ export interface RunningAgent {
   stream: IngestStream;
   /** Events the server has committed since start. */
   committed(): number;
+  /** Resolves (never rejects) with the reason when a source fails for good (SourceSink.fail). */
+  failed: Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -182,6 +184,8 @@ export async function startAgent(config: AgentConfig, log: Log, transport?: Tran
   });
 
   // Sources start after the outbox is open, resuming where their own state says.
+  let failSource: (reason: string) => void = () => {};
+  const failed = new Promise<string>((resolve) => (failSource = resolve));
   try {
     for (const s of config.sources) {
       const factory = await SOURCES.get(s.type)!.load();
@@ -199,6 +203,10 @@ export async function startAgent(config: AgentConfig, log: Log, transport?: Tran
         gap: async (reason, from, to) => {
           log.error({ source: rs.name, reason, from, to }, "source lost events; recording a gap entry");
           await appendDurably(rs, [gapEvent(reason, from, to)], true);
+        },
+        fail: (reason) => {
+          log.error({ source: rs.name, reason }, "source failed and cannot go on; the agent stops");
+          failSource(`source "${rs.name}" (${rs.type}) failed: ${reason}`);
         },
       };
       try {
@@ -224,6 +232,7 @@ export async function startAgent(config: AgentConfig, log: Log, transport?: Tran
     outbox,
     stream,
     committed: () => committedTotal,
+    failed,
     stop() {
       stopping ??= (async () => {
         for (const rs of sources.values()) await rs.source.stop().catch((err: unknown) => log.warn({ err: String(err), source: rs.name }, "source stop failed"));

@@ -38,6 +38,13 @@ export interface SourceSink {
    * history lost). Appends a `gap` entry saying what and why.
    */
   gap(reason: string, from?: SourcePosition, to?: SourcePosition): Promise<void>;
+  /**
+   * The source cannot go on by itself (upstream history lost and the config says not to
+   * skip it, a permission it needs was revoked...): the agent stops and exits with an
+   * error naming `reason`, so a supervisor sees it, rather than running on with a source
+   * that silently reads nothing. Record a gap first if events were lost.
+   */
+  fail?(reason: string): void;
 }
 
 export interface Source {

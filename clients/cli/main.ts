@@ -374,6 +374,17 @@ program
       await running.stop();
       process.exit(0);
     }
+    // A source that cannot go on stops the agent with an error, for a supervisor to see.
+    const agent = running;
+    void agent.failed.then(async (reason) => {
+      // What the outbox holds (the source's gap entry, events before it) is sent first,
+      // for up to 10 s, so the ledger records the failure too.
+      const until = Date.now() + 10_000;
+      while (agent.outbox.depth().records > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+      await agent.stop().catch(() => undefined);
+      console.error(`audit-ledger: agent stopped: ${reason}`);
+      process.exit(1);
+    });
   });
 
 const agents = program.command("agents").description("the agent registry: enrolment tokens, list, spawn, test events, deregister");

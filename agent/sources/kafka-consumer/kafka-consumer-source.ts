@@ -38,6 +38,29 @@ function describeError(err: unknown): string {
   return `${err.message}${inner}`;
 }
 
+/**
+ * Settles as `work` does, or resolves `undefined` as soon as `signal` aborts.
+ *
+ * Why not `Promise.race([work, aPromiseSettledAtStop])`: every race adds a reaction to
+ * that long-lived promise, which holds it until stop (hundreds of bytes per emit, without
+ * bound). Here the only thing attached to the long-lived signal is one listener, removed
+ * when the call settles.
+ */
+export async function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
+  if (signal.aborted) {
+    work.catch(() => undefined); // nobody awaits it any more
+    return undefined;
+  }
+  let onAbort!: () => void;
+  const aborted = new Promise<undefined>((resolve) => (onAbort = () => resolve(undefined)));
+  signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    return await Promise.race([work, aborted]);
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+}
+
 /** Rejects with `problem` after `ms` unless `work` settles first. */
 async function within<T>(work: Promise<T>, ms: number, problem: () => string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -58,9 +81,25 @@ export class KafkaConsumerSource implements Source {
   private topics: string[] = [];
   /**
    * With from_beginning off: the end offset, read at start, of each partition the group
-   * had no committed offset for. Older messages are skipped, newer ones all recorded.
+   * had no committed offset for (-1; not -2, see readGroupOffsets). Older messages are
+   * skipped, newer ones all recorded. Used at the first join only, then cleared.
    */
   private readonly startOffsets = new Map<string, { topic: string; partition: number; offset: bigint }>();
+  /**
+   * Start offsets applied at the first join, kept while the partition stays assigned and
+   * until the group has them committed: a consumer restarted by kafkajs before that forgets
+   * the seek and fetches from the earliest offset, and what is below predates the source.
+   * Never applied to a partition that came from another member (it has its own offset).
+   */
+  private readonly pendingStarts = new Map<string, bigint>();
+  /**
+   * Per partition, the offset the source reads next as far as it knows (the committed
+   * offset at start, then after each batch). Above the partition's end means the topic
+   * was recreated or truncated (see onOffsetReset).
+   */
+  private readonly readFrom = new Map<string, bigint>();
+  /** The partitions of the current assignment (partition keys). */
+  private assigned = new Set<string>();
   private readonly progress = new PartitionProgress();
   private readonly shape: EventShape;
   private started = false;
@@ -81,8 +120,8 @@ export class KafkaConsumerSource implements Source {
   private restartAttempts = 0;
   private stopping: Promise<void> | undefined;
   private readonly timers = new Set<NodeJS.Timeout>();
-  private signalStop: () => void = () => undefined;
-  private readonly stopSignal = new Promise<void>((resolve) => (this.signalStop = resolve));
+  /** Aborted by stop(): ends waits on the sink and retry sleeps (see untilAborted). */
+  private readonly stopController = new AbortController();
 
   constructor(
     private readonly config: KafkaConsumerConfig,
@@ -116,7 +155,7 @@ export class KafkaConsumerSource implements Source {
       await this.joinGroup();
     } catch (err) {
       this.stopped = true;
-      this.signalStop();
+      this.stopController.abort();
       await this.consumer?.disconnect().catch(() => undefined);
       throw err;
     }
@@ -182,7 +221,7 @@ export class KafkaConsumerSource implements Source {
         throw new Error(`${this.where}: topic ${list} ${missing.length > 1 ? "do" : "does"} not exist on ${this.brokerList} (or this client may not Describe it)`);
       }
       const topics = [...chosen].sort();
-      if (!this.config.from_beginning) await this.readStartOffsets(admin, topics);
+      await this.readGroupOffsets(admin, topics);
       return topics;
     } finally {
       await admin.disconnect().catch(() => undefined);
@@ -190,18 +229,45 @@ export class KafkaConsumerSource implements Source {
   }
 
   /**
+   * Reads the group's committed offsets and the partitions' ends. Refuses to start when a
+   * committed offset is past its partition's end; with from_beginning off, notes the start
+   * offset (the end) of each partition without a committed offset.
+   *
    * Why not kafkajs's own "latest": it reads the end offset at the first fetch, some
    * time after start() returns, and skips what was produced meanwhile.
    */
-  private async readStartOffsets(admin: Admin, topics: string[]): Promise<void> {
+  private async readGroupOffsets(admin: Admin, topics: string[]): Promise<void> {
     const committedOffsets = await admin.fetchOffsets({ groupId: this.config.group_id, topics });
     for (const { topic, partitions } of committedOffsets) {
-      const fresh = new Set(partitions.filter((p) => Number(p.offset) < 0).map((p) => p.partition));
-      if (fresh.size === 0) continue;
-      for (const end of await admin.fetchTopicOffsets(topic)) {
-        if (fresh.has(end.partition)) this.startOffsets.set(partitionKeyOf(topic, end.partition), { topic, partition: end.partition, offset: BigInt(end.high) });
+      const ends = new Map((await admin.fetchTopicOffsets(topic)).map((p) => [p.partition, BigInt(p.high)]));
+      for (const { partition, offset } of partitions) {
+        const key = partitionKeyOf(topic, partition);
+        const end = ends.get(partition);
+        const committed = BigInt(offset);
+        if (end === undefined) continue;
+        if (committed >= 0n) {
+          // The topic was recreated or truncated since the group committed this. Going on
+          // would read the new messages at positions the ledger already holds, where they
+          // are dropped as repeats: stop here, before kafkajs resets the offset.
+          if (committed > end) throw new Error(`${this.where}: ${this.recreatedProblem(topic, partition, committed, end)}`);
+          this.readFrom.set(key, committed);
+        } else if (committed === -1n && !this.config.from_beginning) {
+          // Only -1 means "no offset". kafkajs commits -2 ("earliest") itself after an
+          // out-of-range reset (even with autoCommit off): that partition is not new, and
+          // kafkajs reads it from its earliest offset, as the reset meant.
+          this.startOffsets.set(key, { topic, partition, offset: end });
+          this.readFrom.set(key, end);
+        }
       }
     }
+  }
+
+  private recreatedProblem(topic: string, partition: number, at: bigint, end: bigint): string {
+    return (
+      `topic "${topic}" partition ${partition}: the source is at offset ${at} but the partition ends at ${end}, so the topic was recreated or truncated. ` +
+      `Messages of the old partition from offset ${at} on were not recorded, and the new messages reuse offsets (positions) the ledger already holds, so they would be dropped as repeats. ` +
+      `Give the new topic a new name, or this source a new name and a new group_id`
+    );
   }
 
   private connectProblem(err: unknown): string {
@@ -225,20 +291,27 @@ export class KafkaConsumerSource implements Source {
       allowAutoTopicCreation: false,
     });
     this.consumer = consumer;
-    consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => this.onJoin(payload.memberAssignment));
+    consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => this.onJoin(payload.memberAssignment, payload.memberId));
     consumer.on(consumer.events.HEARTBEAT, () => (this.mustYield = false));
     consumer.on(consumer.events.CRASH, ({ payload }) => this.onCrash(payload.error, payload.restart));
     // Only this event says a commit reached the coordinator: kafkajs's commitOffsets
     // resolves without committing while its runner is not running (joining, restarting).
-    consumer.on(consumer.events.COMMIT_OFFSETS, ({ payload }) =>
-      this.progress.committed(payload.topics.flatMap((t) => t.partitions.map((p) => ({ topic: t.topic, partition: Number(p.partition), offset: String(p.offset) })))),
-    );
+    consumer.on(consumer.events.COMMIT_OFFSETS, ({ payload }) => {
+      const commits = payload.topics.flatMap((t) => t.partitions.map((p) => ({ topic: t.topic, partition: Number(p.partition), offset: String(p.offset) })));
+      this.progress.committed(commits);
+      for (const c of commits) {
+        const key = partitionKeyOf(c.topic, c.partition);
+        const start = this.pendingStarts.get(key);
+        if (start !== undefined && BigInt(c.offset) >= start) this.pendingStarts.delete(key);
+      }
+    });
     try {
       await consumer.connect();
     } catch (err) {
       throw new Error(this.connectProblem(err));
     }
-    // From the beginning either way: with from_beginning off, startOffsets says what to skip.
+    // From the beginning either way: with from_beginning off, onJoin seeks to the start
+    // offsets; and after an out-of-range reset kafkajs goes to the earliest offset.
     await consumer.subscribe({ topics: this.topics, fromBeginning: true });
     // Resolves once the first join is done, or failed (then the CRASH handler has run).
     await this.runConsumer();
@@ -256,28 +329,61 @@ export class KafkaConsumerSource implements Source {
     });
   }
 
-  private onJoin(assignment: Record<string, number[]>): void {
+  private onJoin(assignment: Record<string, number[]>, memberId: string): void {
     this.mustYield = false;
     this.restartAttempts = 0;
     this.progress.retain(assignment);
+    this.assigned = new Set(Object.entries(assignment).flatMap(([topic, parts]) => parts.map((p) => partitionKeyOf(topic, p))));
+    // A partition that went to another member may come back with that member's offset.
+    for (const key of this.pendingStarts.keys()) if (!this.assigned.has(key)) this.pendingStarts.delete(key);
     // A consumer restarted after a crash has forgotten the pause.
     if (this.paused) this.applyPause();
-    // Commit the start offsets at once: a restart before the first message must not
-    // read the end offsets again, later, and skip what came in between. Only at the
-    // first join: later, another member may have committed past them.
+    // Start offsets, at the first join only (later, another member may have committed
+    // past them), and then never again. Seek there, so the first fetch does not read the
+    // whole topic to drop it, and commit them at once: a restart before the first message
+    // must not read the end offsets again, later, and skip what came in between.
     let skipped = false;
     const firstJoin = !this.joinedOnce;
     this.joinedOnce = true;
     for (const [topic, partitions] of firstJoin ? Object.entries(assignment) : []) {
       for (const partition of partitions) {
-        const start = this.startOffsets.get(partitionKeyOf(topic, partition));
+        const key = partitionKeyOf(topic, partition);
+        const start = this.startOffsets.get(key);
         if (!start) continue;
-        this.progress.track(topic, partition, "0");
+        this.pendingStarts.set(key, start.offset);
+        try {
+          // Applied at the next fetch (GROUP_JOIN comes before it). A seek left pending for
+          // a partition revoked before that fetch only makes kafkajs read again, never skip.
+          this.consumer!.seek({ topic, partition, offset: start.offset.toString() });
+        } catch (err) {
+          this.ctx.log.warn({ err: describeError(err), topic, partition }, "kafka: cannot seek to the start offset; older messages are fetched and skipped");
+        }
+        this.progress.track(topic, partition, start.offset.toString());
         if (this.progress.skipBelow(topic, partition, start.offset)) skipped = true;
       }
     }
+    if (firstJoin) this.startOffsets.clear();
     if (skipped) void this.flushCommits();
     this.ctx.log.info({ group_id: this.config.group_id, assignment }, "kafka: joined the consumer group");
+    void this.warnIfGroupShared(memberId);
+  }
+
+  /**
+   * Idempotency keys start with the agent's ZID, so two agents in one group do not dedup
+   * each other's replays after a rebalance: say so when the group has other members.
+   */
+  private async warnIfGroupShared(memberId: string): Promise<void> {
+    try {
+      const group = await this.consumer!.describeGroup();
+      const others = group.members.filter((m) => m.memberId !== memberId);
+      if (others.length === 0 || this.stopped) return;
+      this.ctx.log.warn(
+        { group_id: this.config.group_id, others: others.map((m) => ({ clientId: m.clientId, clientHost: m.clientHost })) },
+        "kafka: the consumer group has other members; run exactly one agent per group_id (another agent's replays after a rebalance are recorded again, and another consumer takes messages away)",
+      );
+    } catch {
+      // Only a warning: the group may be rebalancing again.
+    }
   }
 
   private onCrash(error: Error, restart: boolean): void {
@@ -311,27 +417,71 @@ export class KafkaConsumerSource implements Source {
     const { message, timestamp: _timestamp, logger: _logger, ...extra } = entry.log;
     if (entry.namespace === "Connection" || entry.namespace === "BrokerPool") this.lastConnectionProblem = message;
     if (message === OFFSET_RESET_MESSAGE && extra.groupId === this.config.group_id && !this.stopped) {
-      const where = `topic "${String(extra.topic)}" partition ${String(extra.partition)}`;
-      // The source subscribes from the beginning (see joinGroup), so kafkajs resets to the earliest offset.
-      this.recordGap(
-        `${where}: the committed offset is no longer in the partition (messages deleted by retention before the agent read them, or the topic was recreated); the source goes on from the earliest offset still there, so messages in between were not recorded`,
-      );
+      void this.onOffsetReset(String(extra.topic), Number(extra.partition));
     }
     const line = { kafkajs: entry.namespace, ...extra };
     if (entry.level === logLevel.ERROR) this.ctx.log.error(line, `kafkajs: ${message}`);
     else this.ctx.log.warn(line, `kafkajs: ${message}`);
   }
 
+  /**
+   * kafkajs found the offset it was to fetch out of the partition's range, and commits
+   * -2 ("earliest") to the group (even with autoCommit off) before reading on from the
+   * earliest offset. Below the start of the partition: retention deleted messages the
+   * agent had not read; record a gap, then commit the real earliest offset so the -2 does
+   * not stay (the next reset would have nothing to detect). Past its end: the topic was
+   * recreated or truncated, and reading on would record nothing (the new messages' positions
+   * are taken for repeats): record a gap and fail.
+   */
+  private async onOffsetReset(topic: string, partition: number): Promise<void> {
+    const key = partitionKeyOf(topic, partition);
+    const at = this.readFrom.get(key);
+    const bounds = await this.partitionBounds(topic, partition);
+    if (this.stopped) return;
+    if (bounds && at !== undefined && at > bounds.high) {
+      const reason = this.recreatedProblem(topic, partition, at, bounds.high);
+      await this.recordGap(reason);
+      if (this.stopped) return;
+      if (this.sink!.fail) this.sink!.fail(reason);
+      else this.ctx.log.error({ reason }, "kafka: the topic was recreated or truncated; stop the agent");
+      return;
+    }
+    const recorded = await this.recordGap(
+      `topic "${topic}" partition ${partition}: the committed offset is no longer in the partition (messages deleted by retention before the agent read them); the source goes on from the earliest offset still there${bounds ? ` (${bounds.low})` : ""}, so messages in between were not recorded`,
+    );
+    // Only once the gap is durable, and sent well after kafkajs's own commit of -2.
+    if (!recorded || !bounds || this.stopped || !this.assigned.has(key)) return;
+    this.progress.track(topic, partition, bounds.low.toString());
+    if (this.progress.skipBelow(topic, partition, bounds.low)) await this.flushCommits();
+  }
+
+  /** The partition's earliest offset and end, or undefined (logged) when they cannot be read. */
+  private async partitionBounds(topic: string, partition: number): Promise<{ low: bigint; high: bigint } | undefined> {
+    const admin = this.kafka!.admin({ retry: { retries: 3, initialRetryTime: 250, maxRetryTime: 2_000 } });
+    try {
+      await admin.connect();
+      const p = (await admin.fetchTopicOffsets(topic)).find((o) => o.partition === partition);
+      return p ? { low: BigInt(p.low), high: BigInt(p.high) } : undefined;
+    } catch (err) {
+      this.ctx.log.warn({ err: describeError(err), topic, partition }, "kafka: cannot read the partition's offsets after an offset reset");
+      return undefined;
+    } finally {
+      await admin.disconnect().catch(() => undefined);
+    }
+  }
+
   private async onBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
     if (this.stopped) return;
     const fetchedOffset = (batch as { fetchedOffset?: string }).fetchedOffset ?? batch.firstOffset() ?? "0";
+    const key = partitionKeyOf(batch.topic, batch.partition);
     this.progress.track(batch.topic, batch.partition, fetchedOffset);
     let messages = batch.messages;
-    const start = this.startOffsets.get(partitionKeyOf(batch.topic, batch.partition));
-    if (start && messages.length > 0 && BigInt(messages[0]!.offset) < start.offset) {
-      const skip = messages.filter((m) => BigInt(m.offset) < start.offset);
+    if (messages.length > 0) this.readFrom.set(key, BigInt(messages[messages.length - 1]!.offset) + 1n);
+    const start = this.pendingStarts.get(key);
+    if (start !== undefined && messages.length > 0 && BigInt(messages[0]!.offset) < start) {
+      const skip = messages.filter((m) => BigInt(m.offset) < start);
       resolveOffset(skip[skip.length - 1]!.offset);
-      this.progress.skipBelow(batch.topic, batch.partition, start.offset);
+      this.progress.skipBelow(batch.topic, batch.partition, start);
       messages = messages.slice(skip.length);
     }
     for (let i = 0; i < messages.length; ) {
@@ -363,7 +513,7 @@ export class KafkaConsumerSource implements Source {
       for (let attempt = 0; ; attempt++) {
         if (this.stopped) return false;
         try {
-          await Promise.race([this.sink!.emit(events), this.stopSignal]);
+          await untilAborted(this.sink!.emit(events), this.stopController.signal);
           return !this.stopped;
         } catch (err) {
           if (this.stopped) return false;
@@ -442,26 +592,25 @@ export class KafkaConsumerSource implements Source {
     }
   }
 
-  /** Records a gap entry, retrying until the sink takes it or the source stops. */
-  private recordGap(reason: string): void {
-    void (async () => {
-      for (let attempt = 0; !this.stopped; attempt++) {
-        try {
-          await Promise.race([this.sink!.gap(reason), this.stopSignal]);
-          return;
-        } catch (err) {
-          const delay = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.min(attempt, 16));
-          this.ctx.log.error({ err: String(err), retryInMs: delay }, "kafka: cannot record the gap entry; retrying");
-          await this.sleep(delay);
-        }
+  /** Records a gap entry, retrying until the sink takes it (true) or the source stops (false). */
+  private async recordGap(reason: string): Promise<boolean> {
+    for (let attempt = 0; !this.stopped; attempt++) {
+      try {
+        await untilAborted(this.sink!.gap(reason), this.stopController.signal);
+        return !this.stopped;
+      } catch (err) {
+        const delay = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.min(attempt, 16));
+        this.ctx.log.error({ err: String(err), retryInMs: delay }, "kafka: cannot record the gap entry; retrying");
+        await this.sleep(delay);
       }
-    })();
+    }
+    return false;
   }
 
   async stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.stopped = true;
-      this.signalStop();
+      this.stopController.abort();
       for (const t of this.timers) clearTimeout(t);
       this.timers.clear();
       clearTimeout(this.commitRetry);
@@ -483,14 +632,20 @@ export class KafkaConsumerSource implements Source {
     return this.stopping;
   }
 
+  /** Waits `ms`, or until stop(); leaves nothing attached to the stop signal afterwards. */
   private sleep(ms: number): Promise<void> {
+    const signal = this.stopController.signal;
+    if (signal.aborted) return Promise.resolve();
     return new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
+      const done = () => {
+        clearTimeout(timer);
         this.timers.delete(timer);
+        signal.removeEventListener("abort", done);
         resolve();
-      }, ms);
+      };
+      const timer = setTimeout(done, ms);
       this.timers.add(timer);
-      void this.stopSignal.then(() => resolve());
+      signal.addEventListener("abort", done, { once: true });
     });
   }
 }

@@ -6,6 +6,7 @@
 // does NOT happen.
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import { spawn, type ChildProcess } from "node:child_process";
+import { getEventListeners } from "node:events";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -14,6 +15,7 @@ import { Kafka, logLevel, type Admin, type Message, type Producer } from "kafkaj
 import type { SourceContext } from "../source-factory.js";
 import type { SourceEvent, SourceSink } from "../source.js";
 import kafkaConsumerSource, { type KafkaConsumerConfigInput, type KafkaConsumerSource } from "./index.js";
+import { untilAborted } from "./kafka-consumer-source.js";
 import { positionOf, subjectOf, toSourceEvent, topicToken, MAX_TOPIC_IN_POSITION, type ReceivedMessage } from "./message-event.js";
 import { PartitionProgress } from "./partition-progress.js";
 import { waitFor } from "../../../test/support/wait-for.js";
@@ -31,6 +33,7 @@ const CHILD = join(HERE, "crash-child.ts");
 class RecordingSink implements SourceSink {
   readonly events: SourceEvent[] = [];
   readonly gaps: string[] = [];
+  readonly failures: string[] = [];
   emitCalls = 0;
   /** ack: acknowledge inside emit; manual: the test acknowledges; hang: emit never resolves. */
   mode: "ack" | "manual" | "hang" = "ack";
@@ -49,6 +52,10 @@ class RecordingSink implements SourceSink {
 
   async gap(reason: string): Promise<void> {
     this.gaps.push(reason);
+  }
+
+  fail(reason: string): void {
+    this.failures.push(reason);
   }
 
   positions(): string[] {
@@ -262,6 +269,28 @@ describe("delivery", () => {
     expect(again.sink.values().sort()).toEqual(["v6", "v7"]);
   });
 
+  it("without from_beginning: the first fetch starts at the start offset, not at the earliest (no backlog read to be dropped)", async () => {
+    const topic = await createTopic(2);
+    await produce(topic, 0, 400, 2); // 200 per partition before the source
+    const source = create({ ...base(topic), from_beginning: false });
+    const sink = new RecordingSink();
+    sink.source = source;
+    const firstOffsets: number[] = [];
+    const spy = source as unknown as { onBatch(p: { batch: { firstOffset(): string | null } }): Promise<void> };
+    const onBatch = spy.onBatch.bind(source);
+    spy.onBatch = (p) => {
+      const first = p.batch.firstOffset();
+      if (first !== null) firstOffsets.push(Number(first));
+      return onBatch(p);
+    };
+    await source.start(sink);
+    await produce(topic, 400, 404, 2);
+    await waitFor("4 events", () => sink.events.length >= 4);
+    expect(sink.values().sort()).toEqual(["v400", "v401", "v402", "v403"]);
+    expect(firstOffsets.length).toBeGreaterThan(0);
+    expect(Math.min(...firstOffsets)).toBe(200); // never fetched below the start offset
+  });
+
   it("subscribes to the topics a /regex/ matches at start", async () => {
     const a = await createTopic(1);
     const b = await createTopic(1);
@@ -295,8 +324,11 @@ describe("consumer group", () => {
       }
     })();
     await waitFor("some events at the first member", () => a.sink.events.length >= 40);
-    const b = await startSource(config);
+    const bLines: LogLine[] = [];
+    const b = await startSource(config, new RecordingSink(), bLines);
     await waitFor("events at the second member (the join rebalanced the partitions)", () => b.sink.events.length >= 40, 30_000);
+    // Two agents in one group do not dedup each other's replays: the source says so.
+    await waitFor("a warning about the other member", () => bLines.some((l) => l.level === "warn" && l.msg.includes("the consumer group has other members")));
     const atLeave = b.sink.events.length;
     await a.source.stop(); // leaves the group: the second member takes every partition
     await waitFor("more events at the second member after the first left", () => b.sink.events.length >= atLeave + 100, 30_000);
@@ -478,6 +510,81 @@ describe("retention", () => {
     expect(sink.gaps[0]).toContain(`topic "${topic}" partition 0: the committed offset is no longer in the partition`);
     expect(sink.values()).toEqual(["v8", "v9"]);
   });
+
+  it("after a reset to an empty partition, commits the real earliest offset (not kafkajs's -2), so a restart without from_beginning reads what came since", async () => {
+    const topic = await createTopic(1);
+    const config = { ...base(topic), from_beginning: false };
+    const first = await startSource(config);
+    await produce(topic, 0, 5, 1);
+    await waitFor("5 events", () => first.sink.events.length >= 5);
+    await waitFor("committed", async () => (await committed(config.group_id, topic))[0] === 5);
+    await first.source.stop();
+
+    await produce(topic, 5, 10, 1);
+    await admin.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: "10" }] }); // all of them
+    const second = await startSource(config);
+    await waitFor("a gap entry", () => second.sink.gaps.length >= 1);
+    expect(second.sink.gaps[0]).toContain("no longer in the partition");
+    // kafkajs committed -2 ("earliest"); the source replaces it with the offset it means.
+    await waitFor("the earliest offset committed", async () => (await committed(config.group_id, topic))[0] === 10);
+    expect(second.sink.events).toHaveLength(0);
+    expect(second.sink.failures).toEqual([]);
+    await second.source.stop();
+
+    // Before the fix a -2 left here was taken for "no offset": the restart skipped to the end.
+    await produce(topic, 10, 12, 1);
+    const third = await startSource(config);
+    await waitFor("2 events", () => third.sink.events.length >= 2);
+    expect(third.sink.values()).toEqual(["v10", "v11"]);
+    expect(third.sink.gaps).toEqual([]);
+  });
+
+  it("a committed offset -2 (left by a kafkajs reset) is read from the earliest offset, not skipped as a new partition", async () => {
+    const topic = await createTopic(1);
+    const groupId = unique("al-group");
+    await produce(topic, 0, 3, 1);
+    await admin.setOffsets({ groupId, topic, partitions: [{ partition: 0, offset: "-2" }] });
+    const { sink } = await startSource({ ...base(topic, groupId), from_beginning: false });
+    await waitFor("3 events", () => sink.events.length >= 3);
+    expect(sink.values()).toEqual(["v0", "v1", "v2"]);
+  });
+
+  it("refuses to start when the committed offset is past the partition's end (topic recreated or truncated)", async () => {
+    const topic = await createTopic(2);
+    const groupId = unique("al-group");
+    await produce(topic, 0, 4, 2); // 2 per partition
+    await admin.setOffsets({ groupId, topic, partitions: [{ partition: 0, offset: "1" }, { partition: 1, offset: "7" }] });
+    const source = create(base(topic, groupId));
+    const sink = new RecordingSink();
+    await expect(source.start(sink)).rejects.toThrow(
+      `topic "${topic}" partition 1: the source is at offset 7 but the partition ends at 2, so the topic was recreated or truncated`,
+    );
+    expect(sink.events).toHaveLength(0);
+    expect(await committed(groupId, topic)).toEqual([1, 7]); // nothing reset: every restart says it again
+  });
+
+  it("topic recreated while the source runs: records a gap and fails, naming the partition", async () => {
+    const topic = await createTopic(1);
+    const config = base(topic);
+    await produce(topic, 0, 5, 1);
+    const { sink } = await startSource(config);
+    await waitFor("5 events", () => sink.events.length >= 5);
+    await waitFor("committed", async () => (await committed(config.group_id, topic))[0] === 5);
+    await admin.deleteTopics({ topics: [topic] });
+    await waitFor(
+      "the topic recreated",
+      () =>
+        admin.createTopics({ topics: [{ topic, numPartitions: 1, replicationFactor: 1 }], waitForLeaders: true }).then(
+          () => true,
+          () => false, // still being deleted
+        ),
+      30_000,
+    );
+    await waitFor("a failure", () => sink.failures.length >= 1, 30_000);
+    const problem = `topic "${topic}" partition 0: the source is at offset 5 but the partition ends at 0, so the topic was recreated or truncated`;
+    expect(sink.failures[0]).toContain(problem);
+    expect(sink.gaps[0]).toContain(problem); // the gap first, then the failure
+  }, 60_000);
 });
 
 // ---------------------------------------------------------------------------------------
@@ -585,6 +692,22 @@ describe("events", () => {
 
   it("occurred_at is left out when the message has no timestamp", () => {
     expect(toSourceEvent(message({ timestamp: "-1" }), shape).occurredAt).toBeUndefined();
+  });
+});
+
+describe("waiting on the sink until stop", () => {
+  it("leaves no listener on the stop signal per call (100k emits do not grow memory), and ends pending waits at stop", async () => {
+    const stop = new AbortController();
+    for (let i = 0; i < 100_000; i++) await untilAborted(Promise.resolve(i), stop.signal);
+    await expect(untilAborted(Promise.reject(new Error("refused")), stop.signal)).rejects.toThrow("refused");
+    expect(getEventListeners(stop.signal, "abort")).toHaveLength(0);
+
+    const pending = untilAborted(new Promise<number>(() => undefined), stop.signal);
+    expect(getEventListeners(stop.signal, "abort")).toHaveLength(1);
+    stop.abort();
+    await expect(pending).resolves.toBeUndefined();
+    expect(getEventListeners(stop.signal, "abort")).toHaveLength(0);
+    await expect(untilAborted(Promise.resolve(1), stop.signal)).resolves.toBeUndefined();
   });
 });
 

@@ -16,7 +16,7 @@ import type { Source, SourceEvent, SourcePosition, SourceSink } from "../source.
 import { toSourceEvent, tokenText, type WatchedNamespace } from "./change-event.js";
 import { hostsOfUrl, scopeOf, type MongoChangeStreamConfig } from "./config.js";
 import { RESUME_FILE, ResumeState, tokenToJson, type OperationTime } from "./resume-state.js";
-import { describeMongoError, isHistoryLost, startProblem, type Where } from "./stream-problem.js";
+import { describeMongoError, isHistoryLost, isUnreadableEvent, startProblem, type Where } from "./stream-problem.js";
 
 export const SOURCE_TYPE = "mongo_change_stream";
 const RETRY_MIN_MS = 500;
@@ -33,6 +33,18 @@ type ResumePoint = { token: Document } | { operationTime: OperationTime } | unde
 interface Unacknowledged {
   position: SourcePosition;
   token: Document;
+}
+
+/**
+ * The cluster time the server says a stream opened at the current point starts from:
+ * the driver keeps the aggregate's operationTime as the cursor's startAtOperationTime
+ * (not in its public types; undefined when absent, e.g. mongo-java-server).
+ */
+export function serverStartTime(stream: ChangeStream): OperationTime | undefined {
+  const time = (stream as unknown as { cursor?: { startAtOperationTime?: unknown } }).cursor?.startAtOperationTime;
+  if (!(time instanceof BSON.Timestamp)) return undefined;
+  const t = time.t;
+  return t > 0 ? { t, i: time.i } : undefined;
 }
 
 function retryDelay(attempt: number): number {
@@ -53,7 +65,7 @@ export class MongoChangeStreamSource implements Source {
   private lastHandedOver: SourcePosition | undefined;
   private lastIdleSave = 0;
   private readFailures = 0;
-  /** Set when history was lost with on_history_lost "fail": the source reads no more. */
+  /** Set when the source cannot go on (see failWith): it reads no more. */
   private failed: string | undefined;
   private started = false;
   private stopped = false;
@@ -123,7 +135,7 @@ export class MongoChangeStreamSource implements Source {
       return;
     }
     const { token } = this.unacknowledged[i]!;
-    await this.state!.save({ token: tokenToJson(token), start_at_operation_time: null, position, history_lost: null });
+    await this.state!.save({ token: tokenToJson(token), start_at_operation_time: null, position, history_lost: null, unreadable_event: null });
     // Forgotten only once saved: if the write fails, the agent's retry finds it again.
     const done = this.unacknowledged.findIndex((u) => u.position === position);
     if (done >= 0) this.unacknowledged.splice(0, done + 1);
@@ -177,6 +189,7 @@ export class MongoChangeStreamSource implements Source {
         return;
       } catch (err) {
         await this.closeStream();
+        if (isUnreadableEvent(err)) throw new Error(await this.recordUnreadableEvent(err));
         if (!isHistoryLost(err)) throw new Error(startProblem(err, this.whereInfo, "watch"));
         await this.recordHistoryLost(err); // throws with on_history_lost: fail
       }
@@ -224,11 +237,21 @@ export class MongoChangeStreamSource implements Source {
   private async recoverFromReadError(err: unknown): Promise<void> {
     if (this.stopped) return;
     await this.closeStream();
+    if (isUnreadableEvent(err)) {
+      try {
+        this.failWith(await this.recordUnreadableEvent(err));
+      } catch {
+        // Only stop() interrupts recording the gap: nothing to report.
+      }
+      return;
+    }
     if (isHistoryLost(err)) {
       try {
         await this.recordHistoryLost(err);
       } catch (failure) {
-        this.failed ??= (failure as Error).message;
+        // on_history_lost "fail" (already logged): tell the agent, which stops with an
+        // error, rather than look healthy while reading nothing.
+        if (!this.stopped) this.failWith((failure as Error).message, false);
       }
       return;
     }
@@ -258,7 +281,7 @@ export class MongoChangeStreamSource implements Source {
     if (anchoring && !this.stopped) {
       // The token of the first event is not a point before it.
       if (anchor !== undefined && first !== null && tokenText(anchor) === tokenText(first._id)) anchor = undefined;
-      await this.saveAnchor(anchor, openedAt);
+      await this.saveAnchor(anchor, serverStartTime(stream) ?? { t: Math.floor(openedAt / 1000), i: 0 });
     }
     if (first === null) {
       if (stream.closed) this.stream = undefined;
@@ -297,15 +320,15 @@ export class MongoChangeStreamSource implements Source {
 
   /**
    * Saves where a stream opened at the current point starts: the server's post-batch
-   * token, or, from a server that gives none (mongo-java-server), the cluster time of
-   * the opening second by the agent's clock.
+   * token, else `operationTime`: the cluster time the server says the stream opened at,
+   * or, from a server that says neither (mongo-java-server), the opening second by the
+   * agent's clock.
    */
-  private async saveAnchor(anchor: Document | undefined, openedAt: number): Promise<void> {
+  private async saveAnchor(anchor: Document | undefined, operationTime: OperationTime): Promise<void> {
     if (anchor !== undefined) {
       this.resumePoint = { token: anchor };
       await this.state!.save({ token: tokenToJson(anchor), start_at_operation_time: null, history_lost: null });
     } else {
-      const operationTime = { t: Math.floor(openedAt / 1000), i: 0 };
       this.resumePoint = { operationTime };
       await this.state!.save({ token: null, start_at_operation_time: operationTime, history_lost: null });
     }
@@ -371,20 +394,8 @@ export class MongoChangeStreamSource implements Source {
         `MongoDB at ${this.whereInfo.hosts} no longer has the change stream history of ${this.scope} after ${after}: ` +
         `the events since then are lost (${describeMongoError(err)}). The oplog window was shorter than the time the agent was away or behind`;
       this.ctx.log.error({ scope: this.scope, from: this.lastHandedOver }, `mongo_change_stream: ${reason}; recording a gap entry`);
-      for (let attempt = 0; ; attempt++) {
-        if (this.stopped) throw new Error(`${this.where} stopped`);
-        try {
-          await Promise.race([this.sink!.gap(reason, this.lastHandedOver), this.stopSignal]);
-          if (this.stopped) throw new Error(`${this.where} stopped`);
-          break;
-        } catch (gapErr) {
-          if (this.stopped) throw gapErr;
-          const delay = retryDelay(attempt);
-          this.ctx.log.error({ err: String(gapErr), retryInMs: delay }, "mongo_change_stream: cannot record the gap entry; retrying");
-          await this.sleep(delay);
-        }
-      }
-      await state.save({ history_lost: { reason } });
+      await this.recordGap(reason);
+      await this.saveMarker({ history_lost: { reason } }, this.config.on_history_lost === "restart_from_now");
     }
     if (this.config.on_history_lost === "fail") {
       const failure = this.historyLostFailure(reason);
@@ -394,6 +405,87 @@ export class MongoChangeStreamSource implements Source {
     this.ctx.log.error({ scope: this.scope }, "mongo_change_stream: going on from the current point (on_history_lost: restart_from_now)");
     this.resumePoint = undefined;
     this.unacknowledged = [];
+  }
+
+  /**
+   * Writes that a gap entry is recorded. `mustLand`: going on depends on it (else a
+   * restart would not know the gap is recorded), so retry with backoff until it is
+   * written or the source stops; otherwise one try, and a failure only means a restart
+   * may record the gap a second time.
+   */
+  private async saveMarker(changes: { history_lost?: { reason: string }; unreadable_event?: { reason: string } }, mustLand: boolean): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.state!.save(changes);
+        return;
+      } catch (err) {
+        if (!mustLand || this.stopped) {
+          this.ctx.log.error({ err: String(err) }, "mongo_change_stream: cannot note in the state folder that the gap is recorded; a restart may record it again");
+          if (this.stopped) throw new Error(`${this.where} stopped`);
+          return;
+        }
+        const delay = retryDelay(attempt);
+        this.ctx.log.error({ err: String(err), retryInMs: delay }, "mongo_change_stream: cannot note in the state folder that the gap is recorded; retrying");
+        await this.sleep(delay);
+      }
+    }
+  }
+
+  /** Records a gap entry (retried until recorded or stopped; throws if stopped). */
+  private async recordGap(reason: string): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      if (this.stopped) throw new Error(`${this.where} stopped`);
+      try {
+        await Promise.race([this.sink!.gap(reason, this.lastHandedOver), this.stopSignal]);
+        if (this.stopped) throw new Error(`${this.where} stopped`);
+        return;
+      } catch (gapErr) {
+        if (this.stopped) throw gapErr;
+        const delay = retryDelay(attempt);
+        this.ctx.log.error({ err: String(gapErr), retryInMs: delay }, "mongo_change_stream: cannot record the gap entry; retrying");
+        await this.sleep(delay);
+      }
+    }
+  }
+
+  // --- an event that can never be read ----------------------------------------------
+
+  /**
+   * The server cannot return the next event as configured, and never will: it is over
+   * 16 MB with its full document / pre-image (BSONObjectTooLarge, 10334), or a required
+   * image is gone (NoMatchingDocument, 47). Reading again from the same point fails the
+   * same way, so instead of retrying forever: record a gap entry (once: the state says
+   * when it was recorded) from the last position handed over, and return the failure
+   * (the caller fails the source). Throws only when stopped meanwhile.
+   */
+  private async recordUnreadableEvent(err: unknown): Promise<string> {
+    let reason = this.state!.record.unreadable_event?.reason;
+    if (reason === undefined) {
+      const after = this.lastHandedOver !== undefined ? `position ${this.lastHandedOver}` : `the point it started at (${this.describeResumePoint()})`;
+      reason =
+        `MongoDB at ${this.whereInfo.hosts} cannot return the next change event of ${this.scope} after ${after} ` +
+        `as configured (full_document: ${this.config.full_document}, full_document_before_change: ${this.config.full_document_before_change}): ` +
+        `${describeMongoError(err)}. That event (and, once skipped, nothing else) is not recorded`;
+      this.ctx.log.error({ scope: this.scope, from: this.lastHandedOver }, `mongo_change_stream: ${reason}; recording a gap entry`);
+      await this.recordGap(reason);
+      await this.saveMarker({ unreadable_event: { reason } }, false);
+    }
+    return (
+      `${reason}. The gap is recorded in the ledger; the source stays stopped. To go on: turn off the full document or ` +
+      `pre-image option that makes the event unreadable (or use whenAvailable instead of required) and restart, or remove ` +
+      `${RESUME_FILE} in ${this.ctx.stateDir} to start from the current point (everything since the last acknowledged event is then skipped)`
+    );
+  }
+
+  /**
+   * The source cannot go on: reads no more, logs at error level (unless the caller
+   * already did) and tells the agent, which stops with this reason.
+   */
+  private failWith(reason: string, log = true): void {
+    if (this.failed !== undefined || this.stopped) return;
+    this.failed = reason;
+    if (log) this.ctx.log.error({ scope: this.scope }, `mongo_change_stream: ${reason}`);
+    this.sink?.fail?.(reason);
   }
 
   private historyLostFailure(reason: string): string {

@@ -30,9 +30,17 @@ export interface ResumeRecord {
   /**
    * A history loss already recorded as a gap entry, and the source has not moved on
    * since (no event acknowledged, no new starting point): a restart does not record it
-   * twice, and with on_history_lost "fail" it refuses to start.
+   * again (unless the agent crashed between the gap entry and this write), and with
+   * on_history_lost "fail" it refuses to start.
    */
   history_lost: { reason: string } | null;
+  /**
+   * An event after the resume point that the server can never return as configured
+   * (over 16 MB with its images, a required image gone), already recorded as a gap
+   * entry: a restart that hits it again does not record it again. Absent in files
+   * written before this field existed (same as null).
+   */
+  unreadable_event?: { reason: string } | null;
 }
 
 interface Waiter {
@@ -72,7 +80,7 @@ export class ResumeState {
       text = await readFile(path, "utf8");
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw new Error(`cannot read ${path}: ${(err as Error).message}`);
-      const empty: ResumeRecord = { v: 1, scope, token: null, start_at_operation_time: null, position: null, history_lost: null };
+      const empty: ResumeRecord = { v: 1, scope, token: null, start_at_operation_time: null, position: null, history_lost: null, unreadable_event: null };
       return new ResumeState(dir, empty);
     }
     let record: ResumeRecord;

@@ -17,6 +17,16 @@ const CHANGE_STREAM_NEEDS_REPLICA_SET = 40573;
 
 const HISTORY_LOST_CODES = new Set([CHANGE_STREAM_HISTORY_LOST, CHANGE_STREAM_FATAL_ERROR, CAPPED_POSITION_LOST, INVALID_RESUME_TOKEN]);
 
+/** The next event, with its full document / pre-image, is over the 16 MB BSON limit. */
+const BSON_OBJECT_TOO_LARGE = 10334;
+/** full_document / full_document_before_change "required" and the image is gone (expired, or never stored). */
+const NO_MATCHING_DOCUMENT = 47;
+/**
+ * The next event exists but the server can never return it as configured: reading again
+ * from the same resume point fails the same way forever, so retrying only hides the stall.
+ */
+const UNREADABLE_EVENT_CODES = new Set([BSON_OBJECT_TOO_LARGE, NO_MATCHING_DOCUMENT]);
+
 interface ErrorFacts {
   name: string;
   message: string;
@@ -46,6 +56,15 @@ export function describeMongoError(err: unknown): string {
 export function isHistoryLost(err: unknown): boolean {
   const f = factsOf(err);
   return f.code !== undefined && HISTORY_LOST_CODES.has(f.code);
+}
+
+/**
+ * Whether the event after the resume point can never be read with this configuration
+ * (too large with its images, a required image gone): a gap and a failure, never a retry.
+ */
+export function isUnreadableEvent(err: unknown): boolean {
+  const f = factsOf(err);
+  return f.code !== undefined && UNREADABLE_EVENT_CODES.has(f.code);
 }
 
 export interface Where {

@@ -41,8 +41,13 @@ const RECONNECT_MAX_MS = 30_000;
 /** Between attempts while the slot is still held by a session that is going away. */
 const SLOT_BUSY_RETRY_MS = 100;
 
-/** A problem the configuration or the upstream set-up must fix: retrying will not help. */
+/**
+ * A problem the configuration or the upstream set-up must fix: retrying will not help.
+ * At start it fails start(); while running it fails the source (SourceSink.fail).
+ */
 class ConfigurationError extends Error {}
+/** The database does not exist (3D000). Postgres drops a database's slots with it. */
+class DatabaseGoneError extends ConfigurationError {}
 /** The slot is held by another session (often the walsender of a killed agent, about to exit). */
 class SlotBusyError extends Error {}
 
@@ -183,14 +188,36 @@ export class PostgresLogicalSource implements Source {
     };
   }
 
-  private connectProblem(err: unknown): string {
+  /**
+   * Why a connection attempt failed: a ConfigurationError when only a change upstream or
+   * in the configuration can help (login refused, REPLICATION revoked, database gone),
+   * else a plain Error (server down or restarting, too many connections): worth retrying.
+   */
+  private connectProblem(err: unknown): Error {
     const code = (err as { code?: unknown }).code;
     const text = describeError(err);
-    if (code === "28P01" || code === "28000") return `Postgres at ${this.target} refused the login: ${text}`;
-    if (code === "42501") return `Postgres at ${this.target} refused a replication connection: ${text}; the role needs the REPLICATION attribute (ALTER ROLE ... REPLICATION)`;
-    if (code === "3D000") return `Postgres at ${this.target}: ${text}`;
-    if (/client password must be a string/.test(text)) return `Postgres at ${this.target} asks for a password and none is configured (password or password_env)`;
-    return `cannot connect to Postgres at ${this.target}: ${text}`;
+    if (code === "28P01" || code === "28000") return new ConfigurationError(`Postgres at ${this.target} refused the login: ${text}`);
+    if (code === "42501") return new ConfigurationError(`Postgres at ${this.target} refused a replication connection: ${text}; the role needs the REPLICATION attribute (ALTER ROLE ... REPLICATION)`);
+    if (code === "3D000") return new DatabaseGoneError(`Postgres at ${this.target}: ${text}`);
+    if (/client password must be a string/.test(text)) return new ConfigurationError(`Postgres at ${this.target} asks for a password and none is configured (password or password_env)`);
+    return new Error(`cannot connect to Postgres at ${this.target}: ${text}`);
+  }
+
+  /**
+   * The publication was dropped after the source started streaming: the server's pgoutput
+   * raises `publication "..." does not exist` (42704) on the stream when it decodes the
+   * next change. It decodes with the catalog as it was at that change, so the error comes
+   * back on every replay, even once the publication exists again: reconnecting cannot help.
+   */
+  private publicationGone(err: unknown): ConfigurationError | undefined {
+    if ((err as { code?: unknown }).code !== "42704" || !/publication .* does not exist/.test(describeError(err))) return undefined;
+    const pub = this.config.publication;
+    const slot = this.config.slot;
+    return new ConfigurationError(
+      `publication "${pub}" does not exist in ${this.target} (dropped while the source was streaming?): the server cannot decode the slot's changes after the drop (${describeError(err)}); ` +
+        `create the publication again (CREATE PUBLICATION ${identifier(pub)} FOR TABLE ...), then move slot "${slot}" past the drop (SELECT pg_replication_slot_advance('${slot}', pg_current_wal_lsn())) ` +
+        `or drop it; the changes skipped are recorded as a gap entry at the next start`,
+    );
   }
 
   /** Connects, checks the set-up, settles the slot and starts streaming from it. */
@@ -205,7 +232,10 @@ export class PostgresLogicalSource implements Source {
       await client.connect();
     } catch (err) {
       await client.end().catch(() => undefined);
-      throw new ConfigurationError(this.connectProblem(lastError ?? err));
+      const problem = this.connectProblem(lastError ?? err);
+      // A failure to record it is thrown instead, and so retried.
+      if (problem instanceof DatabaseGoneError) await this.recordDatabaseGone();
+      throw problem;
     }
     try {
       const session = await this.prepare(client);
@@ -323,6 +353,8 @@ export class PostgresLogicalSource implements Source {
       });
     }).catch((err: unknown) => {
       const text = describeError(err);
+      const gone = this.publicationGone(err);
+      if (gone) throw gone;
       if ((err as { code?: unknown }).code === "55006") throw new SlotBusyError(`replication slot "${this.config.slot}" is in use by another session: ${text}`);
       throw new Error(`START_REPLICATION on slot "${this.config.slot}" failed: ${text}`);
     });
@@ -341,19 +373,26 @@ export class PostgresLogicalSource implements Source {
 
   // --- streaming ---------------------------------------------------------------------
 
-  /** Reads until stopped, reconnecting (with growing waits) when the connection fails. */
+  /**
+   * Reads until stopped, reconnecting (with growing waits) when the connection fails.
+   * A problem reconnecting cannot fix (slot lost with create_slot off, publication
+   * dropped, REPLICATION revoked, database gone) fails the source instead of looping.
+   */
   private async run(): Promise<void> {
     let delay = this.config.reconnect_delay_ms;
     while (!this.stopped) {
       const session = this.session!;
+      let permanent: ConfigurationError | undefined;
       try {
         await this.consume(session);
         if (!this.stopped) throw new Error("the server ended the replication stream");
       } catch (err) {
         if (this.stopped) return;
-        this.ctx.log.warn({ err: describeError(err) }, "postgres_logical: replication stopped; reconnecting (unconfirmed changes are replayed)");
+        permanent = this.publicationGone(err);
+        if (!permanent) this.ctx.log.warn({ err: describeError(err) }, "postgres_logical: replication stopped; reconnecting (unconfirmed changes are replayed)");
       }
       await this.closeSession();
+      if (permanent && this.giveUp(permanent)) return;
       for (;;) {
         await this.sleep(delay);
         if (this.stopped) return;
@@ -364,12 +403,44 @@ export class PostgresLogicalSource implements Source {
           break;
         } catch (err) {
           if (this.stopped) return;
+          if (err instanceof ConfigurationError && this.giveUp(err)) return;
           const level = err instanceof ConfigurationError ? "error" : "warn";
           this.ctx.log[level]({ err: describeError(err), retryInMs: delay }, "postgres_logical: cannot resume replication");
           delay = Math.min(RECONNECT_MAX_MS, delay * 2);
         }
       }
     }
+  }
+
+  /**
+   * The database this source streamed from was dropped while it ran (only then is a
+   * state loaded), and DROP DATABASE dropped the slot with it: what the slot held after
+   * the last confirmed position is gone. Recorded once (slot.json), as for a lost slot:
+   * no start can see the slot missing while the database is absent.
+   */
+  private async recordDatabaseGone(): Promise<void> {
+    const state = this.state;
+    if (state === undefined || state.lostRecorded) return;
+    const reason =
+      `database "${state.identity.database}" no longer exists in ${this.target}, and replication slot "${this.config.slot}" went with it: ` +
+      `changes after ${formatLsn(state.flushed)} may be lost`;
+    this.ctx.log.error({ slot: this.config.slot, flushed: formatLsn(state.flushed) }, `postgres_logical: ${reason}`);
+    await this.sink!.gap(reason, formatLsn(state.flushed));
+    await state.markLost();
+  }
+
+  /**
+   * Fails the source for good (the agent stops and exits with an error a supervisor
+   * sees) rather than reconnecting forever while reading nothing. Any gap was recorded
+   * before the error was thrown. False when the sink has no fail(): retrying is all
+   * that is left then (an operator may still fix the problem upstream).
+   */
+  private giveUp(problem: ConfigurationError): boolean {
+    if (this.sink?.fail === undefined) return false;
+    clearInterval(this.statusTimer);
+    this.ctx.log.error({ slot: this.config.slot, publication: this.config.publication, err: problem.message }, "postgres_logical: cannot go on; the source stops");
+    this.sink.fail(problem.message);
+    return true;
   }
 
   private async consume(session: Session): Promise<void> {

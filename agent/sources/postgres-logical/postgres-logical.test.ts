@@ -31,6 +31,8 @@ const CHILD = join(HERE, "crash-child.ts");
 class RecordingSink implements SourceSink {
   readonly events: SourceEvent[] = [];
   readonly gaps: { reason: string; from?: string; to?: string }[] = [];
+  /** Reasons given to fail(): the source could not go on. */
+  readonly failures: string[] = [];
   emitCalls = 0;
   /** ack: acknowledge inside emit; manual: the test acknowledges. */
   mode: "ack" | "manual" = "ack";
@@ -45,6 +47,10 @@ class RecordingSink implements SourceSink {
 
   async gap(reason: string, from?: string, to?: string): Promise<void> {
     this.gaps.push({ reason, ...(from !== undefined ? { from } : {}), ...(to !== undefined ? { to } : {}) });
+  }
+
+  fail(reason: string): void {
+    this.failures.push(reason);
   }
 
   bodies(): Record<string, unknown>[] {
@@ -429,6 +435,8 @@ describe("flush and resume", () => {
     await waitFor("the event after the restart", () => sink.events.some((e) => body(e).new.id === "2"), 30_000);
     expect(lines.some((l) => l.msg.includes("reconnected"))).toBe(true);
     expect(new Set(sink.events.map((e) => body(e).new.id))).toEqual(new Set(["1", "2"]));
+    // A restart is transient: the source reconnects, it does not fail.
+    expect(sink.failures).toEqual([]);
   });
 });
 
@@ -525,6 +533,125 @@ describe("lost slots", () => {
     expect(sink.gaps[0]!.reason).toMatch(/something else consumed or advanced it/);
     expect(parseLsn(sink.gaps[0]!.to!)).toBeGreaterThan(parseLsn(sink.gaps[0]!.from!));
     expect(lines.some((l) => l.level === "error")).toBe(true);
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// Failing at runtime: what reconnecting cannot fix stops the source (SourceSink.fail)
+
+describe("failing at runtime", () => {
+  it("the slot dropped while streaming, create_slot off: one gap entry, then fail() naming the slot, and no more reconnecting", async () => {
+    const { table, slot, config } = await tableSetup();
+    // An existing slot, made by the operator: the source must not create one.
+    await admin.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [slot]);
+    const lines: LogLine[] = [];
+    const failing = await startSource({ ...config, create_slot: false, reconnect_delay_ms: 50 }, tempDir(), new RecordingSink(), lines);
+    await admin.query(`INSERT INTO ${table} VALUES (1, 'a')`);
+    await waitFor("the first event", () => failing.sink.events.length === 1);
+    await dropSlot(admin, slot);
+    await waitFor("the source to fail", () => failing.sink.failures.length === 1);
+    expect(failing.sink.failures[0]).toMatch(new RegExp(`replication slot "${slot}" no longer exists.*gap entry was recorded.*create_slot: true`));
+    expect(failing.sink.gaps).toHaveLength(1);
+    expect(failing.sink.gaps[0]!.reason).toMatch(new RegExp(`replication slot "${slot}" no longer exists.*may be lost`));
+    expect(lines.some((l) => l.level === "error" && l.msg.includes("cannot go on"))).toBe(true);
+    // Failed for good: it does not keep trying (and so records no second gap).
+    const logged = lines.length;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(lines.slice(logged)).toEqual([]);
+    expect(failing.sink.failures).toHaveLength(1);
+    expect(failing.sink.gaps).toHaveLength(1);
+  });
+
+  it("the slot dropped while streaming, create_slot on: one gap entry, a new slot, and it goes on without failing", async () => {
+    const { table, slot, config } = await tableSetup();
+    const { sink } = await startSource({ ...config, reconnect_delay_ms: 50 }, tempDir());
+    await admin.query(`INSERT INTO ${table} VALUES (1, 'a')`);
+    await waitFor("the first event", () => sink.events.length === 1);
+    await dropSlot(admin, slot);
+    await waitFor("the gap", () => sink.gaps.length === 1);
+    await waitFor("the new slot in use", async () => (await admin.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active`, [slot])).rowCount === 1);
+    await admin.query(`INSERT INTO ${table} VALUES (2, 'b')`);
+    await waitFor("an event from the new slot", () => sink.events.length === 2);
+    expect(sink.failures).toEqual([]);
+  });
+
+  it("the publication dropped while streaming: fail() naming the publication, not an endless reconnect loop", async () => {
+    const { table, publication, slot, config } = await tableSetup();
+    const stateDir = tempDir();
+    const lines: LogLine[] = [];
+    const { source, sink } = await startSource({ ...config, reconnect_delay_ms: 50 }, stateDir, new RecordingSink(), lines);
+    await admin.query(`INSERT INTO ${table} VALUES (1, 'a')`);
+    await waitFor("the first event", () => sink.events.length === 1);
+    await admin.query(`DROP PUBLICATION ${publication}`);
+    // The server notices when it decodes the next change.
+    await admin.query(`INSERT INTO ${table} VALUES (2, 'b')`);
+    await waitFor("the source to fail", () => sink.failures.length === 1);
+    expect(sink.failures[0]).toMatch(new RegExp(`publication "${publication}" does not exist.*CREATE PUBLICATION.*pg_replication_slot_advance`));
+    expect(sink.gaps).toEqual([]);
+    expect(lines.some((l) => l.level === "error" && l.msg.includes("cannot go on"))).toBe(true);
+    await source.stop();
+
+    // The fix the message gives: the publication again, the slot moved past the drop.
+    // The next start records what was skipped as a gap and goes on.
+    await admin.query(`CREATE PUBLICATION ${publication} FOR TABLE ${table}`);
+    await waitFor("the slot to be released", async () => !(await slotRow(slot))!.active);
+    await admin.query(`SELECT pg_replication_slot_advance($1, pg_current_wal_lsn())`, [slot]);
+    const again = await startSource(config, stateDir);
+    expect(again.sink.gaps).toHaveLength(1);
+    expect(again.sink.gaps[0]!.reason).toMatch(/something else consumed or advanced it/);
+    await admin.query(`INSERT INTO ${table} VALUES (3, 'c')`);
+    await waitFor("an event after the fix", () => again.sink.events.length === 1);
+    expect(body(again.sink.events[0]!).new.id).toBe("3");
+    expect(again.sink.failures).toEqual([]);
+  });
+
+  it("the database dropped while streaming (its slot goes with it): one gap entry naming both, then fail()", async () => {
+    const database = `${DATABASE}_drop`;
+    const c = new pg.Client({ connectionString: serverUrl });
+    await c.connect();
+    cleanups.push(() => c.end());
+    await c.query(`CREATE DATABASE ${database}`);
+    cleanups.push(async () => void (await c.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`)));
+    const url = urlOf(serverUrl, database);
+    const d = new pg.Client({ connectionString: url });
+    await d.connect();
+    await d.query("CREATE TABLE t (id int PRIMARY KEY)");
+    await d.query("CREATE PUBLICATION p FOR TABLE t");
+    const slot = unique("slot");
+    const { sink } = await startSource({ url, publication: "p", slot, create_slot: true, status_interval_ms: 200, reconnect_delay_ms: 300 }, tempDir());
+    await d.query("INSERT INTO t VALUES (1)");
+    await waitFor("the first event", () => sink.events.length === 1);
+    await d.end();
+    // An active slot keeps the database from being dropped: end the walsender, then drop
+    // (DROP DATABASE drops the database's slots too).
+    await waitFor("the database to be dropped", async () => {
+      await c.query(`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = $1 AND active_pid IS NOT NULL`, [database]);
+      return c.query(`DROP DATABASE ${database} WITH (FORCE)`).then(
+        () => true,
+        () => false,
+      );
+    });
+    await waitFor("the source to fail", () => sink.failures.length === 1);
+    expect(sink.failures[0]).toMatch(new RegExp(`database "${database}" does not exist`));
+    expect(sink.gaps).toHaveLength(1);
+    expect(sink.gaps[0]!.reason).toMatch(new RegExp(`database "${database}" no longer exists .*replication slot "${slot}" went with it: changes after \\S+ may be lost`));
+  });
+
+  it("the role losing REPLICATION while streaming: fail() at the next reconnection, naming the attribute", async () => {
+    const { table, slot, config } = await tableSetup();
+    const role = unique("agent_role");
+    await admin.query(`CREATE ROLE ${role} LOGIN REPLICATION`);
+    cleanups.push(async () => void (await admin.query(`DROP ROLE IF EXISTS ${role}`)));
+    const url = new URL(dbUrl);
+    url.username = role;
+    const { sink } = await startSource({ ...config, url: url.toString(), reconnect_delay_ms: 50 }, tempDir());
+    await admin.query(`INSERT INTO ${table} VALUES (1, 'a')`);
+    await waitFor("the first event", () => sink.events.length === 1);
+    await admin.query(`ALTER ROLE ${role} NOREPLICATION`);
+    await admin.query(`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`, [slot]);
+    await waitFor("the source to fail", () => sink.failures.length === 1);
+    expect(sink.failures[0]).toMatch(/refused a replication connection.*REPLICATION attribute/);
+    expect(sink.gaps).toEqual([]);
   });
 });
 

@@ -20,8 +20,13 @@ export interface HeldMessage {
   /** Unacknowledged events it waits on (one per record, shared ones included). */
   waitingOn: number;
   state: MessageState;
-  /** When its visibility timeout was last set (received or extended), ms since the epoch. */
+  /**
+   * When its visibility timeout was last set (received or extended), in performance.now()
+   * milliseconds: monotonic, so a wall-clock step cannot make an extension look not due.
+   */
   visibleFrom: number;
+  /** Delete attempts that failed since its events were all acknowledged. */
+  deleteFailures: number;
   /** SQS no longer knows this receipt handle (it came back, or was deleted): not extended. */
   handleLost: boolean;
 }
@@ -50,8 +55,8 @@ export class InFlightMessages {
    * Holds `message` until `events` are acknowledged; returns those to hand over (the
    * ones not already waiting for an acknowledgement).
    */
-  hold(message: Omit<HeldMessage, "waitingOn" | "state" | "handleLost">, events: SourceEvent[]): { held: HeldMessage; fresh: SourceEvent[] } {
-    const held: HeldMessage = { ...message, waitingOn: 0, state: "waiting", handleLost: false };
+  hold(message: Omit<HeldMessage, "waitingOn" | "state" | "handleLost" | "deleteFailures">, events: SourceEvent[]): { held: HeldMessage; fresh: SourceEvent[] } {
+    const held: HeldMessage = { ...message, waitingOn: 0, state: "waiting", handleLost: false, deleteFailures: 0 };
     this.messages.add(held);
     const fresh: SourceEvent[] = [];
     for (const event of events) {

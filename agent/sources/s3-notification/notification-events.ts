@@ -17,8 +17,20 @@ export const POSITION_PREFIX = "s3n1";
 export const TEST_EVENT_KIND = "s3.test_event";
 export const MALFORMED_KIND = "s3.malformed_notification";
 
-/** What a message body turned into. */
-export type ParsedBody = { ok: true; events: SourceEvent[] } | { ok: false; reason: string };
+/** A record of a notification that also has good records: reported on its own. */
+export interface BadRecord {
+  index: number;
+  reason: string;
+  /** The record as JSON. */
+  json: string;
+}
+
+/**
+ * What a message body turned into. `bad`: records that are not S3 event records, in a
+ * notification that has good ones too (the good ones are in `events`). `misconfigured`:
+ * the body's envelope contradicts `sns_envelope`, so every message will be like this.
+ */
+export type ParsedBody = { ok: true; events: SourceEvent[]; bad: BadRecord[] } | { ok: false; reason: string; misconfigured?: true };
 
 type Json = Record<string, unknown>;
 
@@ -41,7 +53,7 @@ export function eventsOfBody(body: string, snsEnvelope: boolean): ParsedBody {
       return { ok: false, reason: "an SNS subscription confirmation: the SQS subscription to the topic was never confirmed (open its SubscribeURL)" };
     }
     if (doc.Type !== "Notification" || typeof doc.Message !== "string") {
-      return { ok: false, reason: 'not an SNS notification (no Type "Notification" with a Message string), but sns_envelope is true' };
+      return { ok: false, reason: 'not an SNS notification (no Type "Notification" with a Message string), but sns_envelope is true', misconfigured: true };
     }
     try {
       doc = JSON.parse(doc.Message);
@@ -50,9 +62,9 @@ export function eventsOfBody(body: string, snsEnvelope: boolean): ParsedBody {
     }
     if (!isObject(doc)) return { ok: false, reason: "the SNS notification's Message is not a JSON object" };
   } else if (looksLikeSns) {
-    return { ok: false, reason: "an SNS envelope (Type and TopicArn): set sns_envelope: true, or turn on raw message delivery for the SQS subscription" };
+    return { ok: false, reason: "an SNS envelope (Type and TopicArn): set sns_envelope: true, or turn on raw message delivery for the SQS subscription", misconfigured: true };
   }
-  if (doc.Event === "s3:TestEvent") return { ok: true, events: [testEvent(doc)] };
+  if (doc.Event === "s3:TestEvent") return { ok: true, events: [testEvent(doc)], bad: [] };
   if (doc.source === "aws.s3" && "detail-type" in doc) {
     return { ok: false, reason: "an EventBridge event; this source reads S3 event notifications sent to SQS directly (or through SNS)" };
   }
@@ -60,12 +72,16 @@ export function eventsOfBody(body: string, snsEnvelope: boolean): ParsedBody {
   const records = doc.Records;
   if (!Array.isArray(records) || records.length === 0) return { ok: false, reason: "Records is not a non-empty array" };
   const events: SourceEvent[] = [];
+  const bad: BadRecord[] = [];
   for (let i = 0; i < records.length; i++) {
     const made = recordEvent(records[i]);
-    if (typeof made === "string") return { ok: false, reason: `Records[${i}]: ${made}` };
-    events.push(made);
+    if (typeof made === "string") bad.push({ index: i, reason: `Records[${i}]: ${made}`, json: JSON.stringify(records[i]) ?? "null" });
+    else events.push(made);
   }
-  return { ok: true, events };
+  // No good record at all: the message as a whole is what is wrong (one entry, its body).
+  if (events.length === 0) return { ok: false, reason: bad[0]!.reason };
+  // Good records are recorded as if they came alone; each bad one gets its own entry.
+  return { ok: true, events, bad };
 }
 
 /** The object key as S3 writes it in notifications: URL-encoded, spaces as "+". */
@@ -177,12 +193,15 @@ function testEvent(doc: Json): SourceEvent {
 
 /**
  * The entry for a message that is not an S3 notification: why, and the body itself (up
- * to MALFORMED_BODY_KEEP_CHARS, with the digest of all of it), so that deleting the
- * message loses nothing. Positioned by SQS message id: a redelivery is the same entry.
+ * to MALFORMED_BODY_KEEP_CHARS, with the digest of all of it), so the evidence is in the
+ * ledger before the message is deleted. With `recordIndex`, `body` is that one bad record
+ * of a notification whose other records are recorded as events. Positioned by SQS
+ * message id (and record index): a redelivery is the same entry.
  */
-export function malformedEvent(queueUrl: string, messageId: string, body: string, reason: string): SourceEvent {
+export function malformedEvent(queueUrl: string, messageId: string, body: string, reason: string, recordIndex?: number): SourceEvent {
   const payload: Json = {
     message_id: messageId,
+    ...(recordIndex !== undefined ? { record_index: recordIndex } : {}),
     reason,
     body_bytes: Buffer.byteLength(body, "utf8"),
     body_sha256: createHash("sha256").update(body, "utf8").digest("hex"),
@@ -193,7 +212,8 @@ export function malformedEvent(queueUrl: string, messageId: string, body: string
   return {
     kind: MALFORMED_KIND,
     subject: `sqs://${queueName}/${messageId}`.slice(0, MAX_SUBJECT_CHARS),
-    position: `${POSITION_PREFIX}:malformed:${messageId}`,
+    // A bad record among good ones: one entry per record (same id on every redelivery).
+    position: `${POSITION_PREFIX}:malformed:${messageId}${recordIndex !== undefined ? `:${recordIndex}` : ""}`,
     payloadType: "application/json",
     payload: encodeJson(payload),
   };

@@ -1,7 +1,8 @@
 // The s3_notification source: reads S3 event notifications from an SQS queue and
 // records one event per S3 event record. A message is deleted only once every event it
 // carries is acknowledged (durable in the agent's outbox); until then a heartbeat keeps
-// extending its visibility timeout, so no other consumer (or a later receive) sees it.
+// extending its visibility timeout, so normally no other consumer (or a later receive)
+// sees it; when an extension fails it comes back, and its positions make it one entry.
 // A message that is not an S3 notification is recorded as `s3.malformed_notification`
 // (with its body) and then deleted like any other, so it is reported once and never
 // loops. See docs/sources/s3-notification.md for the options, events, positions and guarantee.
@@ -19,7 +20,8 @@ import type { Source, SourceEvent, SourcePosition, SourceSink } from "../source.
 import type { S3NotificationConfig } from "./config.js";
 import { InFlightMessages, type HeldMessage } from "./in-flight-messages.js";
 import { eventsOfBody, malformedEvent } from "./notification-events.js";
-import { describeSqsProblem, errorMessage, type SqsTarget } from "./sqs-problem.js";
+import { performance } from "node:perf_hooks";
+import { describeSqsProblem, errorCode, errorMessage, type SqsTarget } from "./sqs-problem.js";
 
 export const SOURCE_TYPE = "s3_notification";
 /** How long start() waits for SQS to confirm the queue. */
@@ -28,6 +30,20 @@ export const START_TIMEOUT_MS = 20_000;
 const STOP_RELEASE_TIMEOUT_MS = 5_000;
 /** How much longer than wait_time_s stop() lets a long poll under way run before cutting it. */
 const STOP_POLL_MARGIN_MS = 5_000;
+/**
+ * Deadline of the DeleteMessageBatch calls of one acknowledge(). The SDK alone would wait
+ * (wait_time_s + 15) s per attempt, 3 attempts; a delete cut short is retried at the next
+ * heartbeat, and stop() waits at most this long for acknowledgements under way.
+ */
+const ACK_DELETE_DEADLINE_MS = 10_000;
+/** Most time one heartbeat spends on its calls (also bounded by half the heartbeat period). */
+const HEARTBEAT_DEADLINE_MAX_MS = 10_000;
+/** Failed delete attempts after which a finished message is let go (it comes back and is recorded once). */
+const MAX_DELETE_ATTEMPTS = 5;
+/** Delete attempts refused for lack of permission, in a row, after which the source fails. */
+const DELETE_REFUSALS_TO_FAIL = 3;
+/** Codes that say the credentials may not do this: retrying does not help until IAM changes. */
+const PERMISSION_CODES = new Set(["AccessDenied", "AccessDeniedException"]);
 /** SQS's most entries per batch request. */
 const SQS_BATCH = 10;
 const RETRY_MIN_MS = 500;
@@ -80,6 +96,10 @@ export class S3NotificationSource implements Source {
   private readonly timers = new Set<NodeJS.Timeout>();
   /** Positions acknowledged last, to tell a repeated acknowledgement from a wrong one. */
   private lastAcknowledged: SourcePosition | undefined;
+  /** Delete attempts refused for lack of permission since the last delete that worked. */
+  private deleteRefusals = 0;
+  /** Set once the source told the agent it cannot go on (SourceSink.fail). */
+  private failed: string | undefined;
 
   constructor(
     private readonly config: S3NotificationConfig,
@@ -94,6 +114,11 @@ export class S3NotificationSource implements Source {
 
   private get heartbeatMs(): number {
     return (this.config.visibility_timeout_s * 1000) / 3;
+  }
+
+  /** One heartbeat's calls end by then: before the next is due, so an extension never waits behind a hung call. */
+  private get heartbeatDeadlineMs(): number {
+    return Math.min(this.heartbeatMs / 2, HEARTBEAT_DEADLINE_MAX_MS);
   }
 
   private target(): SqsTarget {
@@ -157,7 +182,7 @@ export class S3NotificationSource implements Source {
     }
     this.lastAcknowledged = position;
     if (complete.length === 0) return Promise.resolve();
-    const deleting = this.deleteMessages(complete);
+    const deleting = this.deleteMessages(complete, AbortSignal.timeout(ACK_DELETE_DEADLINE_MS));
     this.acknowledging.add(deleting);
     void deleting.finally(() => this.acknowledging.delete(deleting));
     return deleting;
@@ -275,7 +300,7 @@ export class S3NotificationSource implements Source {
         continue;
       }
       let messages: Message[];
-      const sentAt = Date.now();
+      const sentAt = performance.now();
       try {
         messages = await this.receive(Math.min(room, this.config.max_messages));
         failures = 0;
@@ -321,9 +346,15 @@ export class S3NotificationSource implements Source {
       const parsed = eventsOfBody(body, this.config.sns_envelope);
       let events: SourceEvent[];
       if (parsed.ok) {
-        events = parsed.events;
+        events = [...parsed.events];
+        for (const bad of parsed.bad) {
+          this.ctx.log.warn({ message_id: m.MessageId, reason: bad.reason }, "s3_notification: a record is not an S3 event record; recording the good records, and this one as s3.malformed_notification");
+          events.push(malformedEvent(this.queueUrl, m.MessageId, bad.json, bad.reason, bad.index));
+        }
       } else {
-        this.ctx.log.warn({ message_id: m.MessageId, reason: parsed.reason }, "s3_notification: not an S3 event notification; recording it as s3.malformed_notification, then deleting it");
+        // A wrong sns_envelope setting makes every message malformed: an operator must act.
+        const level = parsed.misconfigured ? "error" : "warn";
+        this.ctx.log[level]({ message_id: m.MessageId, reason: parsed.reason }, "s3_notification: not an S3 event notification; recording it as s3.malformed_notification, then deleting it");
         events = [malformedEvent(this.queueUrl, m.MessageId, body, parsed.reason)];
       }
       const held = this.inFlight.hold({ messageId: m.MessageId, receiptHandle: m.ReceiptHandle, visibleFrom: receivedAt }, events);
@@ -358,37 +389,94 @@ export class S3NotificationSource implements Source {
           abortSignal ? { abortSignal } : {},
         );
         for (const ok of out.Successful ?? []) this.inFlight.release(batch[Number(ok.Id)]!);
+        if ((out.Successful ?? []).length > 0) this.deleteRefusals = 0;
         for (const failed of out.Failed ?? []) {
           const m = batch[Number(failed.Id)]!;
-          if (failed.SenderFault) {
+          if (failed.SenderFault && !PERMISSION_CODES.has(failed.Code ?? "")) {
             // SQS no longer knows this receipt: the message came back (or is gone). Its
             // events are durable, so a copy received again is deduplicated by position.
             this.inFlight.release(m);
             this.ctx.log.warn({ message_id: m.messageId, code: failed.Code, err: failed.Message }, "s3_notification: cannot delete a finished message; if it comes back, its events are recorded once");
           } else {
-            m.state = "delete_failed";
-            this.ctx.log.warn({ message_id: m.messageId, code: failed.Code, err: failed.Message }, "s3_notification: deleting a message failed; retrying at the next heartbeat");
+            this.deleteFailed([m], failed.Code ?? "Error", failed.Message ?? "");
           }
         }
       } catch (err) {
-        for (const m of batch) if (m.state === "deleting") m.state = "delete_failed";
-        this.ctx.log.warn({ messages: batch.length, err: describeSqsProblem(err, this.target()) }, "s3_notification: DeleteMessageBatch failed; retrying at the next heartbeat");
+        this.deleteFailed(
+          batch.filter((m) => m.state === "deleting"),
+          errorCode(err),
+          describeSqsProblem(err, this.target()),
+        );
       }
     }
     this.wake(); // room for more
   }
 
-  /** Keeps unfinished messages invisible (before their timeout runs out) and retries failed deletes. */
+  /**
+   * Finished messages SQS did not delete. Retried at the next heartbeat, but not forever:
+   * after MAX_DELETE_ATTEMPTS (or when the credentials may not delete at all) they are let
+   * go, so messages whose events are durable never hold max_in_flight's room for good;
+   * they come back after their visibility timeout and are recorded once (same positions).
+   * A permission refusal that persists fails the source: nothing could ever be deleted.
+   */
+  private deleteFailed(messages: HeldMessage[], code: string, err: string): void {
+    if (messages.length === 0) return;
+    const refused = PERMISSION_CODES.has(code);
+    for (const m of messages) {
+      m.state = "delete_failed";
+      m.deleteFailures++;
+    }
+    if (refused) this.deleteRefusals++;
+    const giveUp = messages.filter((m) => m.deleteFailures >= MAX_DELETE_ATTEMPTS || (refused && this.deleteRefusals >= DELETE_REFUSALS_TO_FAIL));
+    for (const m of giveUp) this.inFlight.release(m);
+    const ids = messages.map((m) => m.messageId);
+    if (refused) {
+      this.ctx.log.error(
+        { messages: ids, code, err, refusals_in_a_row: this.deleteRefusals },
+        "s3_notification: SQS refused to delete finished messages: the agent's credentials lack sqs:DeleteMessage on the queue",
+      );
+    } else {
+      this.ctx.log.warn({ messages: ids, code, err }, "s3_notification: deleting finished messages failed; retrying at the next heartbeat");
+    }
+    if (giveUp.length > 0) {
+      this.ctx.log.error(
+        { messages: giveUp.map((m) => m.messageId), code },
+        "s3_notification: giving up deleting finished messages; they come back after their visibility timeout and their events are recorded once",
+      );
+    }
+    if (refused && this.deleteRefusals >= DELETE_REFUSALS_TO_FAIL) {
+      this.fail(
+        `SQS refused to delete messages from queue ${this.queueUrl} ${this.deleteRefusals} times in a row (${code}: ${err}): ` +
+          "the agent's credentials need sqs:DeleteMessage on the queue. Without it every message comes back after its visibility timeout and is received again and again",
+      );
+    }
+  }
+
+  /** Tells the agent the source cannot go on (once); the agent stops with `reason`. */
+  private fail(reason: string): void {
+    if (this.failed !== undefined || this.stopped) return;
+    this.failed = reason;
+    this.ctx.log.error({ reason }, "s3_notification: the source cannot go on");
+    this.sink?.fail?.(reason);
+  }
+
+  /**
+   * Keeps unfinished messages invisible (before their timeout runs out), then retries
+   * failed deletes: extending first, so a slow or failing delete never makes a message
+   * miss its extension. The whole beat has a deadline (heartbeatDeadlineMs), so a hung
+   * call neither delays the next beat nor holds stop() up.
+   */
   private beat(): void {
     if (this.beating || this.closed) return;
     this.beating = (async () => {
-      const retry = this.inFlight.all().filter((m) => m.state === "delete_failed");
-      if (retry.length > 0) await this.deleteMessages(retry);
-      const now = Date.now();
+      const signal = AbortSignal.timeout(this.heartbeatDeadlineMs);
+      const now = performance.now();
       const due = this.inFlight
         .all()
         .filter((m) => (m.state === "waiting" || m.state === "delete_failed") && !m.handleLost && now - m.visibleFrom >= this.heartbeatMs / 2);
-      if (due.length > 0) await this.setVisibility(due, this.config.visibility_timeout_s);
+      if (due.length > 0) await this.setVisibility(due, this.config.visibility_timeout_s, signal);
+      const retry = this.inFlight.all().filter((m) => m.state === "delete_failed");
+      if (retry.length > 0) await this.deleteMessages(retry, signal);
     })()
       .catch((err: unknown) => this.ctx.log.error({ err: errorMessage(err) }, "s3_notification: heartbeat failed"))
       .finally(() => (this.beating = undefined));
@@ -396,7 +484,7 @@ export class S3NotificationSource implements Source {
 
   private async setVisibility(messages: HeldMessage[], seconds: number, abortSignal?: AbortSignal): Promise<void> {
     for (const batch of chunks(messages, SQS_BATCH)) {
-      const sentAt = Date.now();
+      const sentAt = performance.now();
       try {
         const out = await this.client!.send(
           new ChangeMessageVisibilityBatchCommand({

@@ -10,7 +10,16 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { CreateQueueCommand, DeleteQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageBatchCommand, SQSClient } from "@aws-sdk/client-sqs";
+import {
+  ChangeMessageVisibilityBatchCommand,
+  CreateQueueCommand,
+  DeleteMessageBatchCommand,
+  DeleteQueueCommand,
+  GetQueueAttributesCommand,
+  ReceiveMessageCommand,
+  SendMessageBatchCommand,
+  SQSClient,
+} from "@aws-sdk/client-sqs";
 import type { SourceContext } from "../source-factory.js";
 import type { SourceEvent, SourceSink } from "../source.js";
 import s3NotificationSource, { type S3NotificationConfigInput, type S3NotificationSource } from "./index.js";
@@ -45,6 +54,8 @@ afterEach(async () => {
 class RecordingSink implements SourceSink {
   readonly events: SourceEvent[] = [];
   readonly gaps: string[] = [];
+  /** Reasons given to fail() (the agent would stop with the first). */
+  readonly failures: string[] = [];
   emitCalls = 0;
   /** ack: acknowledge inside emit; manual: the test acknowledges. */
   mode: "ack" | "manual" = "ack";
@@ -62,6 +73,10 @@ class RecordingSink implements SourceSink {
 
   async gap(reason: string): Promise<void> {
     this.gaps.push(reason);
+  }
+
+  fail(reason: string): void {
+    this.failures.push(reason);
   }
 
   payloads(): Record<string, unknown>[] {
@@ -322,7 +337,100 @@ describe("in-flight bookkeeping", () => {
   });
 });
 
+/**
+ * Puts `fake` in front of the source's SQS client: it answers the commands it wants to
+ * (returning undefined passes the command on to ElasticMQ).
+ */
+function intercept(source: S3NotificationSource, fake: (command: object, options?: { abortSignal?: AbortSignal }) => Promise<unknown> | undefined): void {
+  const client = (source as unknown as { client: SQSClient }).client;
+  const send = client.send.bind(client) as (command: object, options?: object) => Promise<unknown>;
+  (client as unknown as { send: typeof send }).send = (command, options) => fake(command, options as { abortSignal?: AbortSignal }) ?? send(command, options);
+}
+
+const accessDenied = () =>
+  Object.assign(new Error("User: arn:aws:iam::000000000000:user/agent is not authorized to perform: sqs:deletemessage on resource: arn:aws:sqs:us-east-1:000000000000:q"), {
+    name: "AccessDenied",
+  });
+
 describe("delivery", () => {
+  it("records the good records of a notification one by one, and each bad record as its own malformed entry", async () => {
+    const queueUrl = await createQueue();
+    const bad = { eventName: "ObjectCreated:Put", s3: { bucket: { name: "b" }, object: {} } };
+    const body = JSON.stringify({ Records: [s3Record({ key: "good-1", sequencer: "41" }), bad, s3Record({ key: "good-2", sequencer: "42" })] });
+    await send(queueUrl, [body]);
+    const lines: LogLine[] = [];
+    const { sink } = await startSource(baseConfig(queueUrl), new RecordingSink(), lines);
+    await waitFor("3 events", () => sink.events.length >= 3);
+    await waitForEmptyQueue(queueUrl);
+    expect(sink.events.map((e) => e.kind)).toEqual(["object_created", "object_created", MALFORMED_KIND]);
+    expect(sink.events.slice(0, 2).map((e) => e.subject)).toEqual(["s3://audit-bucket/good-1", "s3://audit-bucket/good-2"]);
+    expect(sink.events[0]!.position).toMatch(POSITION);
+    const p = sink.payloads()[2]!;
+    expect(p.reason).toBe("Records[1]: s3.object.key is missing");
+    expect(p.record_index).toBe(1);
+    expect(JSON.parse(p.body as string)).toEqual(bad);
+    expect(sink.events[2]!.position).toBe(`s3n1:malformed:${p.message_id as string}:1`);
+    expect(lines.filter((l) => l.level === "warn" && l.msg.includes("a record is not an S3 event record"))).toHaveLength(1);
+  });
+
+  it("a delete refused for lack of sqs:DeleteMessage: logged as an error, the source fails naming the permission, and finished messages do not hold max_in_flight", async () => {
+    const queueUrl = await createQueue();
+    const lines: LogLine[] = [];
+    const sink = new RecordingSink();
+    // One message in flight at most: before, a message that could not be deleted blocked every receive for good.
+    const source = create(baseConfig(queueUrl, { visibility_timeout_s: 3, wait_time_s: 1, max_messages: 1, max_in_flight: 1 }), lines);
+    sink.source = source;
+    await source.start(sink);
+    let deletes = 0;
+    intercept(source, (command) => {
+      if (!(command instanceof DeleteMessageBatchCommand)) return undefined;
+      deletes++;
+      return Promise.reject(accessDenied());
+    });
+    await send(queueUrl, [notification({ key: "d1", sequencer: "51" }), notification({ key: "d2", sequencer: "52" })]);
+    await waitFor("the source to fail", () => sink.failures.length > 0, 15_000);
+    expect(sink.failures).toHaveLength(1);
+    expect(sink.failures[0]).toContain("sqs:DeleteMessage");
+    expect(sink.failures[0]).toContain("AccessDenied");
+    expect(deletes).toBeGreaterThanOrEqual(3);
+    expect(lines.some((l) => l.level === "error" && l.msg.includes("lack sqs:DeleteMessage"))).toBe(true);
+    // Let go, not held for good: the second message is received even with max_in_flight 1.
+    await waitFor("both records", () => new Set(sink.events.map((e) => e.subject)).size === 2, 15_000);
+    // What was let go comes back (nothing deleted it) with the same positions: the ledger keeps one.
+    const bySubject = new Map<string, Set<string>>();
+    for (const e of sink.events) bySubject.set(e.subject!, (bySubject.get(e.subject!) ?? new Set()).add(e.position));
+    for (const positions of bySubject.values()) expect(positions.size).toBe(1);
+  });
+
+  it("a heartbeat call that never answers is cut at its deadline: stop() returns at once and hands the message back", async () => {
+    const queueUrl = await createQueue();
+    await send(queueUrl, [notification({ key: "hung" })]);
+    const sink = new RecordingSink();
+    sink.mode = "manual"; // held: the heartbeat keeps extending it
+    const { source } = await startSource(baseConfig(queueUrl, { visibility_timeout_s: 3, wait_time_s: 1 }), sink);
+    let hung = 0;
+    let cut = 0;
+    intercept(source, (command, options) => {
+      // Extensions hang (answering only to an abort); handing back (visibility 0) goes through.
+      if (!(command instanceof ChangeMessageVisibilityBatchCommand) || command.input.Entries?.[0]?.VisibilityTimeout === 0) return undefined;
+      hung++;
+      return new Promise((_, reject) => {
+        options?.abortSignal?.addEventListener("abort", () => {
+          cut++;
+          reject(Object.assign(new Error("Request aborted"), { name: "AbortError" }));
+        });
+      });
+    });
+    await waitFor("the event", () => sink.events.length === 1);
+    await waitFor("a heartbeat hung", () => hung > 0, 5_000);
+    await waitFor("cut at its deadline (half the 1 s heartbeat)", () => cut > 0, 2_000);
+    const t0 = performance.now();
+    await source.stop();
+    // wait_time_s (1) + at most one heartbeat deadline (0.5 s), with room for a slow machine.
+    expect(performance.now() - t0).toBeLessThan(3_000);
+    await waitFor("handed back", async () => (await counts(queueUrl)).visible === 1);
+  });
+
   it("deletes a message only when every event it carries is acknowledged", async () => {
     const queueUrl = await createQueue();
     await send(queueUrl, [notification({ key: "one", sequencer: "01" }), notification({ key: "two-a", sequencer: "02" }, { key: "two-b", sequencer: "03" })]);
@@ -413,6 +521,11 @@ describe("delivery", () => {
       expect(p.body_sha256).toMatch(/^[0-9a-f]{64}$/);
     }
     expect(lines.filter((l) => l.msg.includes("not an S3 event notification"))).toHaveLength(5);
+    // A wrong sns_envelope setting spoils every message: logged as an error, the rest as warnings.
+    const snsId = byBody.get(sns)!.message_id;
+    for (const l of lines.filter((l) => l.msg.includes("not an S3 event notification"))) {
+      expect(l.level).toBe((l.obj as { message_id: string }).message_id === snsId ? "error" : "warn");
+    }
     // Not retried: nothing comes back after the visibility timeout.
     await holdsFor(4_000, "no further events", async () => sink.events.length === 5);
   });
