@@ -5,12 +5,10 @@
 // the Kafka admin client. Conditions are awaited; short sleeps only show that something
 // does NOT happen.
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
-import { spawn, type ChildProcess } from "node:child_process";
 import { getEventListeners } from "node:events";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { Kafka, logLevel, type Admin, type Message, type Producer } from "kafkajs";
 import type { SourceContext } from "../source-factory.js";
 import type { SourceEvent, SourceSink } from "../source.js";
@@ -20,11 +18,9 @@ import { positionOf, subjectOf, toSourceEvent, topicToken, MAX_TOPIC_IN_POSITION
 import { PartitionProgress } from "./partition-progress.js";
 import { waitFor } from "../../../test/support/wait-for.js";
 import { freePort } from "../../../test/support/free-port.js";
+import { readCrashLines, startCrashChild } from "../../../test/support/source-crash-process.js";
 
 const BROKERS = inject("kafkaBrokers");
-const HERE = dirname(fileURLToPath(import.meta.url));
-const ROOT = resolve(HERE, "../../..");
-const CHILD = join(HERE, "crash-child.ts");
 
 // ---------------------------------------------------------------------------------------
 // Harness
@@ -429,34 +425,9 @@ describe("pause", () => {
 // Crash
 
 describe("kill -9", () => {
-  function runChild(config: KafkaConsumerConfigInput, outFile: string): Promise<ChildProcess> {
-    const child = spawn(process.execPath, ["--import", "tsx", CHILD, JSON.stringify(config), outFile], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
-    cleanups.push(() => {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-    });
-    let stderr = "";
-    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
-    return new Promise((resolveChild, reject) => {
-      child.stdout!.on("data", (d: Buffer) => {
-        if (d.toString().includes("started")) resolveChild(child);
-      });
-      child.once("exit", (code) => reject(new Error(`crash child exited (${code}) before starting: ${stderr}`)));
-    });
-  }
-
-  function readLines(file: string): { position: string; payload: string }[] {
-    if (!existsSync(file)) return [];
-    return readFileSync(file, "utf8")
-      .split("\n")
-      .filter((l) => l.trim() !== "")
-      .flatMap((l) => {
-        try {
-          return [JSON.parse(l) as { position: string; payload: string }];
-        } catch {
-          return []; // a torn last line
-        }
-      });
-  }
+  // A fresh state folder per child, as the source keeps no state there.
+  const runChild = (config: KafkaConsumerConfigInput, outFile: string) => startCrashChild("kafka_consumer", config, tempDir(), outFile, "ack", cleanups);
+  const readLines = (file: string) => readCrashLines<{ position: string; payload: string }>(file);
 
   it("killed while consuming and restarted: every message recorded, repeats only with identical positions", async () => {
     const topic = await createTopic(3);

@@ -6,11 +6,10 @@
 // What only a real replica set shows (invalidate, history lost sent by the server,
 // database- and deployment-wide watches, auth) is listed in docs/sources/mongo-change-stream.md, "Tested".
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
-import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { BSON, MongoClient, MongoServerError, MongoNetworkError, type Collection, type Document } from "mongodb";
 import type { SourceContext } from "../source-factory.js";
 import type { SourceEvent, SourceSink } from "../source.js";
@@ -21,11 +20,9 @@ import { serverStartTime } from "./mongo-change-stream-source.js";
 import { isHistoryLost, isUnreadableEvent, startProblem } from "./stream-problem.js";
 import { waitFor } from "../../../test/support/wait-for.js";
 import { freePort } from "../../../test/support/free-port.js";
+import { readCrashLines, startCrashChild } from "../../../test/support/source-crash-process.js";
 
 const url = inject("mongoUrl");
-const HERE = dirname(fileURLToPath(import.meta.url));
-const ROOT = resolve(HERE, "../../..");
-const CHILD = join(HERE, "crash-child.ts");
 const POSITION = /^mongo1:(\d+)\.(\d+):([0-9a-f]{32})$/;
 
 // ---------------------------------------------------------------------------------------
@@ -349,23 +346,9 @@ describe("pause", () => {
 // Crashes (kill -9 of a process running the source)
 
 describe("kill -9", () => {
-  const children: ChildProcess[] = [];
-  afterEach(() => {
-    for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
-  });
-
-  async function runChild(config: MongoChangeStreamConfigInput, stateDir: string, outFile: string, mode: "ack" | "hold"): Promise<ChildProcess> {
-    const child = spawn(process.execPath, ["--import", "tsx", CHILD, JSON.stringify(config), stateDir, outFile, mode], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
-    children.push(child);
-    let stderr = "";
-    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
-    return new Promise((resolveChild, reject) => {
-      child.stdout!.on("data", (d: Buffer) => {
-        if (d.toString().includes("started")) resolveChild(child);
-      });
-      child.once("exit", (code) => reject(new Error(`crash child exited (${code}) before starting: ${stderr}`)));
-    });
-  }
+  // "ack": acknowledge each batch and write {"acked": position} once that resolved.
+  const runChild = (config: MongoChangeStreamConfigInput, stateDir: string, outFile: string, mode: "ack" | "hold") =>
+    startCrashChild("mongo_change_stream", config, stateDir, outFile, mode === "ack" ? "ack-logged" : "hold", cleanups);
 
   async function kill9(child: ChildProcess): Promise<void> {
     const exited = new Promise((r) => child.once("exit", r));
@@ -374,19 +357,7 @@ describe("kill -9", () => {
   }
 
   type Line = { position?: string; subject?: string; acked?: string; gap?: string };
-  function readLines(file: string): Line[] {
-    if (!existsSync(file)) return [];
-    return readFileSync(file, "utf8")
-      .split("\n")
-      .filter((l) => l.trim() !== "")
-      .flatMap((l) => {
-        try {
-          return [JSON.parse(l) as Line];
-        } catch {
-          return []; // a torn last line
-        }
-      });
-  }
+  const readLines = (file: string) => readCrashLines<Line>(file);
   const events = (file: string) => readLines(file).filter((l) => l.position !== undefined);
 
   it("killed before acknowledging: the events come again with the same positions; killed after: they do not", async () => {

@@ -6,11 +6,10 @@
 // Conditions are awaited; short sleeps only show that something does NOT happen.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, connect as tcpConnect, type Server } from "node:net";
 import { tmpdir, userInfo } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { connectAsync, type IClientPublishOptions, type MqttClient } from "mqtt";
 import type { SourceContext } from "../source-factory.js";
 import type { SourceEvent, SourceSink } from "../source.js";
@@ -19,11 +18,9 @@ import { fingerprintOf, subjectOf } from "./message-event.js";
 import { topicFilterProblem } from "./topic-filter.js";
 import { waitFor } from "../../../test/support/wait-for.js";
 import { freePort } from "../../../test/support/free-port.js";
+import { readCrashLines, startCrashChild } from "../../../test/support/source-crash-process.js";
 
 const BROKER = "mqtt://127.0.0.1:1883";
-const HERE = dirname(fileURLToPath(import.meta.url));
-const ROOT = resolve(HERE, "../../..");
-const CHILD = join(HERE, "crash-child.ts");
 const MOSQUITTO = "/usr/sbin/mosquitto";
 const POSITION = /^mqtt1:([0-9a-f]{16}):(\d+):(\d+):([0-9a-f]{16})$/;
 
@@ -418,34 +415,8 @@ describe.each([5, 4] as const)("MQTT %s", (protocol) => {
 // Crash
 
 describe("kill -9", () => {
-  function runChild(config: MqttConfigInput, stateDir: string, outFile: string): Promise<ChildProcess> {
-    const child = spawn(process.execPath, ["--import", "tsx", CHILD, JSON.stringify(config), stateDir, outFile], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
-    cleanups.push(() => {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-    });
-    let stderr = "";
-    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
-    return new Promise((resolveChild, reject) => {
-      child.stdout!.on("data", (d: Buffer) => {
-        if (d.toString().includes("started")) resolveChild(child);
-      });
-      child.once("exit", (code) => reject(new Error(`crash child exited (${code}) before starting: ${stderr}`)));
-    });
-  }
-
-  function readLines(file: string): { position: string; payload: string }[] {
-    if (!existsSync(file)) return [];
-    return readFileSync(file, "utf8")
-      .split("\n")
-      .filter((l) => l.trim() !== "")
-      .flatMap((l) => {
-        try {
-          return [JSON.parse(l) as { position: string; payload: string }];
-        } catch {
-          return []; // a torn last line
-        }
-      });
-  }
+  const runChild = (config: MqttConfigInput, stateDir: string, outFile: string) => startCrashChild("mqtt", config, stateDir, outFile, "ack", cleanups);
+  const readLines = (file: string) => readCrashLines<{ position: string; payload: string }>(file);
 
   it("killed halfway and restarted: every message exactly once by position, in order", async () => {
     const { clientId, root } = names(5);

@@ -5,11 +5,9 @@
 // Conditions are awaited; watching for a while is only used to show that something
 // does NOT happen (a message coming back, a receive while paused).
 import { afterEach, beforeAll, describe, expect, inject, it } from "vitest";
-import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import {
   ChangeMessageVisibilityBatchCommand,
   CreateQueueCommand,
@@ -27,12 +25,10 @@ import { decodeObjectKey, kindOf, MALFORMED_KIND, subjectOf, TEST_EVENT_KIND } f
 import { InFlightMessages } from "./in-flight-messages.js";
 import { waitFor } from "../../../test/support/wait-for.js";
 import { freePort } from "../../../test/support/free-port.js";
+import { readCrashLines, startCrashChild } from "../../../test/support/source-crash-process.js";
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = "true";
 const SECRET_ENV = "S3_NOTIFICATION_TEST_SECRET";
-const HERE = dirname(fileURLToPath(import.meta.url));
-const ROOT = resolve(HERE, "../../..");
-const CHILD = join(HERE, "crash-child.ts");
 const POSITION = /^s3n1:record:[0-9a-f]{32}$/;
 
 // ---------------------------------------------------------------------------------------
@@ -560,34 +556,8 @@ describe("delivery", () => {
 // Crash
 
 describe("kill -9", () => {
-  function runChild(config: S3NotificationConfigInput, outFile: string): Promise<ChildProcess> {
-    const child = spawn(process.execPath, ["--import", "tsx", CHILD, JSON.stringify(config), tempDir(), outFile], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
-    cleanups.push(() => {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-    });
-    let stderr = "";
-    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
-    return new Promise((resolveChild, reject) => {
-      child.stdout!.on("data", (d: Buffer) => {
-        if (d.toString().includes("started")) resolveChild(child);
-      });
-      child.once("exit", (code) => reject(new Error(`crash child exited (${code}) before starting: ${stderr}`)));
-    });
-  }
-
-  function readLines(file: string): { position: string; subject: string }[] {
-    if (!existsSync(file)) return [];
-    return readFileSync(file, "utf8")
-      .split("\n")
-      .filter((l) => l.trim() !== "")
-      .flatMap((l) => {
-        try {
-          return [JSON.parse(l) as { position: string; subject: string }];
-        } catch {
-          return []; // a torn last line
-        }
-      });
-  }
+  const runChild = (config: S3NotificationConfigInput, outFile: string) => startCrashChild("s3_notification", config, tempDir(), outFile, "ack", cleanups);
+  const readLines = (file: string) => readCrashLines<{ position: string; subject: string }>(file);
 
   it("killed halfway and restarted: every record recorded, each position always with the same object", async () => {
     const queueUrl = await createQueue();
