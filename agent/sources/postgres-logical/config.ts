@@ -70,8 +70,17 @@ export const postgresLogicalConfigSchema = z
     create_slot: z.boolean().default(false),
     /** How often the source tells the server how far it may discard WAL; keep it below the server's wal_sender_timeout. */
     status_interval_ms: z.number().int().min(100).max(3_600_000).default(10_000),
-    /** How long connecting (and waiting for a slot still held by a dead agent's session) may take at start. */
+    /**
+     * How long connecting and setting up replication may wait on the server (slot creation
+     * excepted), and, at start, for a slot still held by a dead agent's session.
+     */
     connect_timeout_ms: z.number().int().min(100).max(600_000).default(10_000),
+    /**
+     * A connection on which nothing at all arrives for this long while the source waits
+     * for data (quiet connections are pinged first) is taken as dead, dropped and
+     * reconnected: a half-open TCP connection would otherwise block for ~15 minutes.
+     */
+    receive_timeout_ms: z.number().int().min(100).max(3_600_000).default(120_000),
     /** Most events handed to the agent at once (a transaction's changes go in batches of this size). */
     max_batch_events: z.number().int().min(1).max(10_000).default(500),
     /** Wait before reconnecting after the connection is lost, doubled up to 30 s, in ms. */

@@ -20,7 +20,7 @@ import { FlushTracker } from "./flush-tracker.js";
 import { formatLsn } from "./lsn.js";
 import { decodePgOutput, type PgOutputMessage, type RelationMessage } from "./pgoutput-decoder.js";
 import { parseServerMessage, standbyStatusUpdate } from "./replication-messages.js";
-import { SlotState, type SlotIdentity } from "./slot-state.js";
+import { SlotState, type ForeignSlotState, type SlotIdentity } from "./slot-state.js";
 import {
   createPublication,
   createSlot,
@@ -54,12 +54,39 @@ class SlotBusyError extends Error {}
 interface Session {
   client: pg.Client;
   copy: Duplex;
+  /**
+   * The slot state (slot.json) this session's events carry the epoch of, and that its
+   * tracker's positions are saved to. Kept with the tracker so that feedback never saves
+   * one connection's position into the state settled for another.
+   */
+  state: SlotState;
   /** Events of this session's transactions, tracked for acknowledgement. */
   tracker: FlushTracker;
+  /** Set when closing starts: nothing more is saved or reported for this session. */
+  closed: boolean;
+  /**
+   * Since when the reading loop has been waiting for the next message; undefined while
+   * it handles one, is paused or is emitting (it reads nothing then, on purpose, and the
+   * server may legitimately send nothing: the socket is full).
+   */
+  waitingSince: number | undefined;
+  /** Checks receive_timeout_ms while this session is open. */
+  watchdog: NodeJS.Timeout | undefined;
 }
+
+/** Runs `work` with connect()'s set-up timeout suspended: a wait that is not on the server, or may rightly be long. */
+type Untimed = <T>(work: () => Promise<T>) => Promise<T>;
 
 interface OpenTransaction extends TransactionContext {
   nextIndex: number;
+}
+
+/**
+ * Drops the client's socket at once: no Terminate, no waiting for the server (which may
+ * never answer). Whatever query is under way fails with "Connection terminated".
+ */
+function dropConnection(client: pg.Client): void {
+  (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
 }
 
 function describeError(err: unknown): string {
@@ -73,6 +100,7 @@ function describeError(err: unknown): string {
 export class PostgresLogicalSource implements Source {
   readonly type = SOURCE_TYPE;
   private sink: SourceSink | undefined;
+  /** What slot.json holds, as last settled: where the next reconnection starts from. */
   private state: SlotState | undefined;
   private session: Session | undefined;
   private relations = new Map<number, RelationMessage>();
@@ -86,8 +114,12 @@ export class PostgresLogicalSource implements Source {
   private persisting: Promise<void> | undefined;
   private statusTimer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
-  private signalStop: () => void = () => undefined;
-  private readonly stopSignal = new Promise<void>((resolveStop) => (this.signalStop = resolveStop));
+  /**
+   * Aborted by stop(). Waits listen on it and remove their listener when they end: a
+   * never-settling stop promise raced against every emit would keep one reaction per
+   * transaction alive until stop, an unbounded leak.
+   */
+  private readonly stopping = new AbortController();
 
   constructor(
     private readonly config: PostgresLogicalConfig,
@@ -119,10 +151,14 @@ export class PostgresLogicalSource implements Source {
     const deadline = Date.now() + this.config.connect_timeout_ms;
     for (;;) {
       try {
-        this.session = await this.connect();
+        const session = await this.connect();
+        // stop() came while connecting: the session would be left open with nobody reading it.
+        if (this.stopped) return await this.closeSession(session);
+        this.session = session;
         break;
       } catch (err) {
-        if (err instanceof SlotBusyError && Date.now() < deadline && !this.stopped) {
+        if (this.stopped) return;
+        if (err instanceof SlotBusyError && Date.now() < deadline) {
           await this.sleep(SLOT_BUSY_RETRY_MS);
           continue;
         }
@@ -153,14 +189,14 @@ export class PostgresLogicalSource implements Source {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    this.signalStop();
+    this.stopping.abort();
     clearInterval(this.statusTimer);
     for (const wake of this.resumeWaiters.splice(0)) wake();
     // The last position made durable goes to the server before the connection closes.
     await this.feedback(true);
     await this.closeSession();
     await this.running?.catch(() => undefined);
-    await this.state?.settle().catch(() => undefined);
+    await Promise.all([this.session?.state.settle(), this.state?.settle()]).catch(() => undefined);
   }
 
   // --- connecting --------------------------------------------------------------------
@@ -220,7 +256,17 @@ export class PostgresLogicalSource implements Source {
     );
   }
 
-  /** Connects, checks the set-up, settles the slot and starts streaming from it. */
+  /**
+   * Connects, checks the set-up, settles the slot and starts streaming from it.
+   *
+   * The whole set-up is bounded, not only the TCP connect (pg's connectionTimeoutMillis):
+   * a server that accepts the connection and then never answers a catalog query or
+   * START_REPLICATION would hold the reconnection loop, and so stop(), forever. Past
+   * connect_timeout_ms of waiting, or at stop(), the socket is dropped, which fails the
+   * query under way. Not timed: creating the slot (the server waits there for the
+   * transactions running at that moment to end, which can rightly take long) and
+   * recording a gap (the agent's outbox may be full).
+   */
   private async connect(): Promise<Session> {
     const client = new pg.Client(this.clientConfig());
     let lastError: Error | undefined;
@@ -228,25 +274,54 @@ export class PostgresLogicalSource implements Source {
       lastError = err;
       if (!this.stopped) this.ctx.log.warn({ err: describeError(err) }, "postgres_logical: connection problem");
     });
+    let abandoned: Error | undefined;
+    const abandon = (why: Error) => {
+      abandoned ??= why;
+      dropConnection(client);
+    };
+    const onStop = () => abandon(new Error("stopped while connecting"));
+    let timer: NodeJS.Timeout | undefined;
+    const timed = (on: boolean) => {
+      clearTimeout(timer);
+      const ms = this.config.connect_timeout_ms;
+      if (on) timer = setTimeout(() => abandon(new Error(`Postgres at ${this.target} did not answer within connect_timeout_ms (${ms} ms) while the source was setting up replication`)), ms);
+    };
+    const untimed: Untimed = async (work) => {
+      timed(false);
+      try {
+        return await work();
+      } finally {
+        timed(true);
+      }
+    };
+    const signal = this.stopping.signal;
+    if (signal.aborted) throw new Error("stopped while connecting");
+    signal.addEventListener("abort", onStop, { once: true });
+    timed(true);
     try {
-      await client.connect();
-    } catch (err) {
-      await client.end().catch(() => undefined);
-      const problem = this.connectProblem(lastError ?? err);
-      // A failure to record it is thrown instead, and so retried.
-      if (problem instanceof DatabaseGoneError) await this.recordDatabaseGone();
-      throw problem;
-    }
-    try {
-      const session = await this.prepare(client);
-      return session;
-    } catch (err) {
-      await client.end().catch(() => undefined);
-      throw err;
+      try {
+        await client.connect();
+      } catch (err) {
+        await client.end().catch(() => undefined);
+        if (abandoned) throw abandoned;
+        const problem = this.connectProblem(lastError ?? err);
+        // A failure to record it is thrown instead, and so retried.
+        if (problem instanceof DatabaseGoneError) await this.recordDatabaseGone();
+        throw problem;
+      }
+      try {
+        return await this.prepare(client, untimed);
+      } catch (err) {
+        await client.end().catch(() => undefined);
+        throw abandoned ?? err;
+      }
+    } finally {
+      timed(false);
+      signal.removeEventListener("abort", onStop);
     }
   }
 
-  private async prepare(client: pg.Client): Promise<Session> {
+  private async prepare(client: pg.Client, untimed: Untimed): Promise<Session> {
     const level = await walLevel(client);
     if (level !== "logical") {
       throw new ConfigurationError(`Postgres at ${this.target} has wal_level=${level}; logical replication needs wal_level=logical (postgresql.conf, then restart the server)`);
@@ -254,8 +329,8 @@ export class PostgresLogicalSource implements Source {
     const system = await identifySystem(client);
     await this.ensurePublication(client);
     this.primaryKeysByTable = await primaryKeys(client, this.config.publication);
-    await this.settleSlot(client, { system_identifier: system.systemIdentifier, database: system.database, slot: this.config.slot });
-    return await this.startReplication(client);
+    const state = await this.settleSlot(client, { system_identifier: system.systemIdentifier, database: system.database, slot: this.config.slot }, untimed);
+    return await this.startReplication(client, state);
   }
 
   private async ensurePublication(client: pg.Client): Promise<void> {
@@ -273,11 +348,22 @@ export class PostgresLogicalSource implements Source {
 
   /**
    * Makes sure the slot exists and still has the history after the last position the
-   * source reported, recording a gap when it does not (see docs/sources/postgres-logical.md, "Lost slots").
+   * source reported, recording a gap when it does not (see docs/sources/postgres-logical.md,
+   * "Lost slots"). Returns the state the new session's events and flush reports belong to
+   * (also kept in this.state, what slot.json holds, for the next reconnection).
    */
-  private async settleSlot(client: pg.Client, identity: SlotIdentity): Promise<void> {
+  private async settleSlot(client: pg.Client, identity: SlotIdentity, untimed: Untimed): Promise<SlotState> {
     const slotName = this.config.slot;
-    const state = this.state ?? (await SlotState.load(this.ctx.stateDir, identity));
+    const gap = (reason: string, from?: string, to?: string) => untimed(() => this.sink!.gap(reason, from, to));
+    const loaded = this.state !== undefined ? { state: this.state } : await SlotState.load(this.ctx.stateDir, identity);
+    let state = loaded.state;
+    let foreign = loaded.foreign;
+    // Each new state replaces slot.json: a foreign one's history is recorded as lost first.
+    const fresh = async (flushed: bigint): Promise<SlotState> => {
+      if (foreign !== undefined) await this.recordForeignState(foreign, identity, gap);
+      foreign = undefined;
+      return SlotState.create(this.ctx.stateDir, identity, flushed, this.config.publication);
+    };
     const slot = await inspectSlot(client, slotName);
 
     if (slot !== undefined) {
@@ -299,9 +385,9 @@ export class PostgresLogicalSource implements Source {
       if (lost && state?.lostRecorded !== true) {
         const reason = `${what}: changes after ${formatLsn(state?.flushed ?? 0n)} may be lost`;
         this.ctx.log.error({ slot: slotName, flushed: state ? formatLsn(state.flushed) : undefined }, `postgres_logical: ${reason}`);
-        await this.sink!.gap(reason, state ? formatLsn(state.flushed) : undefined);
+        await gap(reason, state ? formatLsn(state.flushed) : undefined);
         // Recorded: the next start must not record it again.
-        await (state ?? (await SlotState.create(this.ctx.stateDir, identity, 0n))).markLost();
+        await (state ?? (await fresh(0n))).markLost();
       }
       this.state = undefined;
       if (!this.config.create_slot) {
@@ -310,43 +396,69 @@ export class PostgresLogicalSource implements Source {
         throw new ConfigurationError(`${what} (a gap entry was recorded); ${invalid ? `drop it (SELECT pg_drop_replication_slot('${slotName}')) and ` : ""}${create}`);
       }
       if (invalid) await dropSlot(client, slotName);
-      const start = await createSlot(client, slotName);
+      // Not timed: the server waits for the transactions running now to end (connect()).
+      const start = await untimed(() => createSlot(client, slotName));
       this.ctx.log.info({ slot: slotName, lsn: formatLsn(start) }, "postgres_logical: created the replication slot");
-      this.state = await SlotState.create(this.ctx.stateDir, identity, start);
-      return;
+      return (this.state = await fresh(start));
     }
 
     const confirmed = slot.confirmedFlush ?? 0n;
-    if (state === undefined) {
-      this.state = await SlotState.create(this.ctx.stateDir, identity, confirmed);
-      return;
-    }
+    if (state === undefined) return (this.state = await fresh(confirmed));
     if (confirmed > state.flushed) {
       // The source never reported this far: another consumer, or a slot advance or re-creation.
       const reason =
         `replication slot "${slotName}" in ${this.target} is at ${formatLsn(confirmed)}, past ${formatLsn(state.flushed)}, the last position this source confirmed: ` +
         `something else consumed or advanced it, and the changes in between are lost to the ledger`;
       this.ctx.log.error({ slot: slotName }, `postgres_logical: ${reason}`);
-      await this.sink!.gap(reason, formatLsn(state.flushed), formatLsn(confirmed));
-      this.state = await SlotState.create(this.ctx.stateDir, identity, confirmed);
-      return;
+      await gap(reason, formatLsn(state.flushed), formatLsn(confirmed));
+      return (this.state = await fresh(confirmed));
     }
-    this.state = state;
+    if (state.publication !== undefined && state.publication !== this.config.publication) {
+      // Indexes count the published changes of a transaction: under another publication
+      // the unconfirmed transactions replayed now would number their changes differently,
+      // and a different change could take an old one's position (and be dropped as a replay).
+      this.ctx.log.warn(
+        { slot: slotName, was: state.publication, now: this.config.publication },
+        "postgres_logical: the publication changed; a new position epoch begins (changes not yet confirmed are recorded again under new positions)",
+      );
+      return (this.state = await fresh(state.flushed));
+    }
+    // A slot.json of an earlier version: it takes the publication, written with the next save.
+    state.publication ??= this.config.publication;
+    return (this.state = state);
   }
 
-  private async startReplication(client: pg.Client): Promise<Session> {
+  /**
+   * slot.json belongs to another slot, database or cluster: the configuration now names
+   * another slot or database, or the cluster was replaced (pg_upgrade, a new server at
+   * the same address). What that slot held after the position saved is not read by this
+   * source, so it is recorded as a gap, once: slot.json is replaced right after. Not
+   * when that slot's loss is on record already.
+   */
+  private async recordForeignState(foreign: ForeignSlotState, identity: SlotIdentity, gap: SourceSink["gap"]): Promise<void> {
+    if (foreign.lostRecorded) return;
+    const name = (i: SlotIdentity) => `slot "${i.slot}" of database "${i.database}" in the cluster with system identifier ${i.system_identifier}`;
+    const reason =
+      `the state folder holds the position of replication ${name(foreign.identity)}, not of ${name(identity)} (${this.target}): ` +
+      `changes that slot held after ${formatLsn(foreign.flushed)} may not have been recorded (another slot or database configured, or the cluster replaced, e.g. by pg_upgrade)`;
+    this.ctx.log.error({ slot: this.config.slot, was: foreign.identity, flushed: formatLsn(foreign.flushed) }, `postgres_logical: ${reason}`);
+    await gap(reason, formatLsn(foreign.flushed));
+  }
+
+  private async startReplication(client: pg.Client, state: SlotState): Promise<Session> {
     const command =
       `START_REPLICATION SLOT ${identifier(this.config.slot)} LOGICAL 0/0 ` + `(proto_version '1', publication_names '${identifier(this.config.publication).replace(/'/g, "''")}')`;
     // One CopyData frame per chunk, read one at a time (the readable side holds few).
     const copy = client.query(copyBoth(command, { alignOnCopyDataFrame: true, readableObjectMode: true, readableHighWaterMark: 16 })) as unknown as Duplex;
-    const tracker = new FlushTracker(this.state!.flushed);
+    // A lost connection ends the stream, so the reading loop (or the wait below) notices.
+    client.on("end", () => copy.destroy(new Error("the connection to Postgres closed")));
     // The CopyBothResponse is only parsed once the readable side is asked for data.
     copy.read(0);
     // The first status update is written once the server has started streaming (CopyBothResponse).
     await new Promise<void>((resolve, reject) => {
       const fail = (err: Error) => reject(err);
       copy.once("error", fail);
-      copy.write(standbyStatusUpdate(this.state!.flushed), (err) => {
+      copy.write(standbyStatusUpdate(state.flushed), (err) => {
         copy.off("error", fail);
         if (err) reject(err);
         else resolve();
@@ -359,16 +471,53 @@ export class PostgresLogicalSource implements Source {
       throw new Error(`START_REPLICATION on slot "${this.config.slot}" failed: ${text}`);
     });
     copy.on("error", () => undefined); // reported by the reading loop
-    // A lost connection ends the stream, so the reading loop notices.
-    client.on("end", () => copy.destroy(new Error("the connection to Postgres closed")));
-    return { client, copy, tracker };
+    const session: Session = { client, copy, state, tracker: new FlushTracker(state.flushed), closed: false, waitingSince: undefined, watchdog: undefined };
+    const timeout = this.config.receive_timeout_ms;
+    session.watchdog = setInterval(() => this.watch(session), Math.max(10, Math.floor(timeout / 4)));
+    session.watchdog.unref();
+    return session;
   }
 
-  private async closeSession(): Promise<void> {
-    const session = this.session;
-    if (!session) return;
+  /**
+   * receive_timeout_ms: a connection that went half-open (peer gone without a FIN or RST:
+   * a firewall or NAT dropping it, a host lost) would block the reading loop until TCP
+   * gives up, about 15 minutes, while nothing is read. The server sends nothing on its
+   * own while the source keeps reporting its status, so a quiet connection is pinged
+   * (a status update asking for a reply, answered at once by a keepalive); one that
+   * stays silent for receive_timeout_ms is dropped, and the source reconnects. Only time
+   * spent waiting for data counts: while paused or emitting the source reads nothing on
+   * purpose, and the server, its socket full, cannot send.
+   */
+  private watch(session: Session): void {
+    if (session.closed || session.waitingSince === undefined) return;
+    const quiet = Date.now() - session.waitingSince;
+    const timeout = this.config.receive_timeout_ms;
+    if (quiet >= timeout) {
+      session.copy.destroy(new Error(`nothing received from Postgres for ${quiet} ms although pinged (receive_timeout_ms ${timeout}): the connection is taken as dead`));
+    } else if (quiet >= timeout / 4 && !session.copy.destroyed && session.copy.writable) {
+      session.copy.write(standbyStatusUpdate(session.state.flushed, true));
+    }
+  }
+
+  /** Closes `session` (by default the current one). Idempotent. */
+  private async closeSession(session = this.session): Promise<void> {
+    if (!session || session.closed) return;
+    session.closed = true;
+    clearInterval(session.watchdog);
     session.copy.destroy();
-    await Promise.race([session.client.end().catch(() => undefined), new Promise((r) => setTimeout(r, 2_000).unref())]);
+    const ended = await Promise.race([
+      session.client.end().then(
+        () => true,
+        () => true,
+      ),
+      new Promise<boolean>((r) => setTimeout(() => r(false), 2_000).unref()),
+    ]);
+    // No answer to the Terminate (a half-open connection): drop the socket rather than
+    // leave it to TCP's own timeout.
+    if (!ended) dropConnection(session.client);
+    // A save for this session still under way ends before a reconnection settles (and
+    // perhaps replaces) slot.json.
+    await session.state.settle().catch(() => undefined);
   }
 
   // --- streaming ---------------------------------------------------------------------
@@ -397,7 +546,10 @@ export class PostgresLogicalSource implements Source {
         await this.sleep(delay);
         if (this.stopped) return;
         try {
-          this.session = await this.connect();
+          const next = await this.connect();
+          // stop() came while connecting: close what nobody will read.
+          if (this.stopped) return await this.closeSession(next);
+          this.session = next;
           delay = this.config.reconnect_delay_ms;
           this.ctx.log.info({ slot: this.config.slot }, "postgres_logical: reconnected");
           break;
@@ -447,16 +599,23 @@ export class PostgresLogicalSource implements Source {
     this.relations.clear();
     this.txn = undefined;
     this.batch = [];
+    session.waitingSince = Date.now();
     for await (const frame of session.copy as AsyncIterable<Buffer>) {
-      while (this.paused && !this.stopped) await new Promise<void>((wake) => this.resumeWaiters.push(wake));
-      if (this.stopped) return;
-      const message = parseServerMessage(frame);
-      if (message.type === "keepalive") {
-        session.tracker.serverPosition(message.walEnd);
-        if (message.replyRequested) this.sendStatus(session);
-        continue;
+      // Not waiting for the server while this message is handled (see watch()).
+      session.waitingSince = undefined;
+      try {
+        while (this.paused && !this.stopped) await new Promise<void>((wake) => this.resumeWaiters.push(wake));
+        if (this.stopped) return;
+        const message = parseServerMessage(frame);
+        if (message.type === "keepalive") {
+          session.tracker.serverPosition(message.walEnd);
+          if (message.replyRequested) this.sendStatus(session);
+          continue;
+        }
+        await this.handle(session, message.dataStart, decodePgOutput(message.data));
+      } finally {
+        session.waitingSince = Date.now();
       }
-      await this.handle(session, message.dataStart, decodePgOutput(message.data));
     }
   }
 
@@ -509,7 +668,7 @@ export class PostgresLogicalSource implements Source {
     const txn = this.txn;
     if (!txn) throw new Error(`pgoutput ${change.op} outside a transaction`);
     const pk = this.primaryKeysByTable.get(`${change.relation.schema}.${change.relation.table}`);
-    this.batch.push(toSourceEvent(change, txn, txn.nextIndex++, this.state!.epoch, pk));
+    this.batch.push(toSourceEvent(change, txn, txn.nextIndex++, session.state.epoch, pk));
     if (this.batch.length >= this.config.max_batch_events) await this.emitBatch(session);
   }
 
@@ -519,19 +678,43 @@ export class PostgresLogicalSource implements Source {
     this.batch = [];
     for (const e of events) session.tracker.track(e.position);
     // A failed emit fails the session: the reconnection replays these from the slot.
-    await Promise.race([this.sink!.emit(events), this.stopSignal]);
+    await this.untilStopped(this.sink!.emit(events));
+  }
+
+  /**
+   * Waits for `work`, or for stop(), whichever comes first. The stop listener is per call
+   * and removed when the wait ends, so nothing accumulates over a long run.
+   */
+  private async untilStopped(work: Promise<void>): Promise<void> {
+    const signal = this.stopping.signal;
+    if (signal.aborted) return;
+    let onStop: () => void = () => undefined;
+    const stopped = new Promise<void>((resolve) => {
+      onStop = resolve;
+      signal.addEventListener("abort", onStop, { once: true });
+    });
+    try {
+      await Promise.race([work, stopped]);
+    } finally {
+      signal.removeEventListener("abort", onStop);
+    }
   }
 
   // --- flush feedback ----------------------------------------------------------------
 
-  /** Persists the newest safe position, then tells the server. */
+  /**
+   * Persists the newest safe position, then tells the server. The session's own tracker
+   * and state only (a reconnection settles a new state before the new session replaces
+   * this.session), and nothing for a session being closed: its acknowledged events are
+   * replayed by the next one, and a late save must not overwrite the next one's slot.json.
+   */
   private async feedback(final = false): Promise<void> {
     const session = this.session;
-    const state = this.state;
-    if (!session || !state) return;
+    if (!session || session.closed) return;
+    const state = session.state;
     if (this.persisting) {
       await this.persisting.catch(() => undefined);
-      if (!final) return;
+      if (!final || session.closed) return;
     }
     const want = session.tracker.flushable;
     if (want > state.flushed) {
@@ -549,17 +732,22 @@ export class PostgresLogicalSource implements Source {
 
   /** Reports what is written to the state folder as flushed: never more. */
   private sendStatus(session: Session): void {
-    if (session !== this.session || session.copy.destroyed || !session.copy.writable) return;
-    session.copy.write(standbyStatusUpdate(this.state!.flushed));
+    if (session !== this.session || session.closed || session.copy.destroyed || !session.copy.writable) return;
+    session.copy.write(standbyStatusUpdate(session.state.flushed));
   }
 
+  /** Waits `ms`, or until stop(); its stop listener goes when it ends (see untilStopped). */
   private sleep(ms: number): Promise<void> {
     return new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      void this.stopSignal.then(() => {
+      const signal = this.stopping.signal;
+      if (signal.aborted) return resolve();
+      const done = () => {
         clearTimeout(timer);
+        signal.removeEventListener("abort", done);
         resolve();
-      });
+      };
+      const timer = setTimeout(done, ms);
+      signal.addEventListener("abort", done, { once: true });
     });
   }
 }
