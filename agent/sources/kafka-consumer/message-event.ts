@@ -3,6 +3,7 @@
 // See docs/sources/kafka-consumer.md, "Events" and "Positions".
 import { createHash } from "node:crypto";
 import type { SourceEvent, SourcePosition } from "../source.js";
+import { isJsonType, jsonDepth } from "../json-payload.js";
 
 /** The ledger's longest subject (server/ledger/limits.ts). */
 const MAX_SUBJECT_CHARS = 1024;
@@ -90,21 +91,6 @@ export function occurredAtOf(m: ReceivedMessage): string | undefined {
   if (!Number.isFinite(ms) || ms < 0) return undefined;
   const date = new Date(ms);
   return Number.isNaN(date.getTime()) ? undefined : date.toISOString();
-}
-
-export function isJsonType(type: string): boolean {
-  const base = type.split(";")[0]!.trim().toLowerCase();
-  return base === "application/json" || base.endsWith("+json");
-}
-
-function jsonDepth(value: unknown, limit: number, level = 1): number {
-  if (level > limit || value === null || typeof value !== "object") return level;
-  let max = level;
-  for (const child of Object.values(value as object)) {
-    max = Math.max(max, jsonDepth(child, limit, level + 1));
-    if (max > limit) break;
-  }
-  return max;
 }
 
 /** The value as JSON the ledger accepts, or undefined. */

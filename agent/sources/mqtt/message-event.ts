@@ -2,6 +2,7 @@
 // message bytes as the payload, and a position built by the source (see docs/sources/mqtt.md).
 import { createHash } from "node:crypto";
 import type { SourceEvent } from "../source.js";
+import { isJsonType, jsonDepth } from "../json-payload.js";
 
 /** The ledger's longest subject (server/ledger/limits.ts). */
 export const MAX_SUBJECT_CHARS = 1024;
@@ -52,21 +53,6 @@ export function subjectOf(topic: string): string {
   // Do not leave half a surrogate pair at the cut.
   if (/[\uD800-\uDBFF]$/.test(head)) head = head.slice(0, -1);
   return `${head}${suffix}`;
-}
-
-function isJsonType(type: string): boolean {
-  const base = type.split(";")[0]!.trim().toLowerCase();
-  return base === "application/json" || base.endsWith("+json");
-}
-
-function jsonDepth(value: unknown, limit: number, level = 1): number {
-  if (level > limit || value === null || typeof value !== "object") return level;
-  let max = level;
-  for (const child of Object.values(value as object)) {
-    max = Math.max(max, jsonDepth(child, limit, level + 1));
-    if (max > limit) break;
-  }
-  return max;
 }
 
 function isAcceptableJson(payload: Uint8Array): boolean {
