@@ -72,6 +72,23 @@ async function within<T>(work: Promise<T>, ms: number, problem: () => string): P
   }
 }
 
+/**
+ * Runs `work` again while it fails with an error Kafka calls retriable (a coordinator
+ * still loading or just moved, a leader election), for up to `ms`: a broker that has just
+ * started answers NOT_COORDINATOR to the first group requests, which is no reason to fail.
+ */
+async function retryingTransient<T>(work: () => Promise<T>, ms: number): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (let delay = 100; ; delay = Math.min(delay * 2, 1000)) {
+    try {
+      return await work();
+    } catch (err) {
+      if ((err as { retriable?: unknown }).retriable !== true || Date.now() + delay > deadline) throw err;
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}
+
 export class KafkaConsumerSource implements Source {
   readonly type = SOURCE_TYPE;
   private sink: SourceSink | undefined;
@@ -221,7 +238,7 @@ export class KafkaConsumerSource implements Source {
         throw new Error(`${this.where}: topic ${list} ${missing.length > 1 ? "do" : "does"} not exist on ${this.brokerList} (or this client may not Describe it)`);
       }
       const topics = [...chosen].sort();
-      await this.readGroupOffsets(admin, topics);
+      await retryingTransient(() => this.readGroupOffsets(admin, topics), this.config.connect_timeout_ms);
       return topics;
     } finally {
       await admin.disconnect().catch(() => undefined);
