@@ -169,7 +169,6 @@ async function postgresRate(deps: Deps, o: SourceIngestOptions): Promise<SourceR
 }
 
 export async function sourceIngest(deps: Deps, o: SourceIngestOptions): Promise<SourceIngestResult> {
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = "true";
   const sources = [await kafkaRate(deps, o), await postgresRate(deps, o)];
   return { options: o, sources };
 }

@@ -16,6 +16,7 @@ import { subjectOf } from "./file-event.js";
 import { globToRegExp, IgnoreRules } from "./ignore-rules.js";
 import { SNAPSHOT_FILE } from "./snapshot-store.js";
 import { waitFor } from "../../../test/support/wait-for.js";
+import { type LogLine } from "../../../test/support/source-context.js";
 
 interface Recorded {
   kind: string;
@@ -93,11 +94,6 @@ function tempDir(prefix = "fsw-test-"): string {
 const sha = (data: string | Uint8Array) => createHash("sha256").update(data).digest("hex");
 const inodeOf = (p: string) => statSync(p, { bigint: true }).ino.toString();
 
-interface LogLine {
-  level: string;
-  msg: string;
-  obj: object;
-}
 
 function makeContext(stateDir: string, lines: LogLine[] = []): SourceContext {
   return {

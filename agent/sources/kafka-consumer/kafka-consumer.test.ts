@@ -10,7 +10,6 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Kafka, logLevel, type Admin, type Message, type Producer } from "kafkajs";
-import type { SourceContext } from "../source-factory.js";
 import type { SourceEvent, SourceSink } from "../source.js";
 import kafkaConsumerSource, { type KafkaConsumerConfigInput, type KafkaConsumerSource } from "./index.js";
 import { untilAborted } from "./kafka-consumer-source.js";
@@ -19,6 +18,7 @@ import { PartitionProgress } from "./partition-progress.js";
 import { waitFor } from "../../../test/support/wait-for.js";
 import { freePort } from "../../../test/support/free-port.js";
 import { readCrashLines, startCrashChild } from "../../../test/support/source-crash-process.js";
+import { type LogLine, recordingContext } from "../../../test/support/source-context.js";
 
 const BROKERS = inject("kafkaBrokers");
 
@@ -63,11 +63,6 @@ class RecordingSink implements SourceSink {
   }
 }
 
-interface LogLine {
-  level: string;
-  msg: string;
-  obj: object;
-}
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -130,10 +125,7 @@ function tempDir(): string {
   return d;
 }
 
-function context(lines: LogLine[] = []): SourceContext {
-  const line = (level: string) => (obj: object, msg: string) => void lines.push({ level, msg, obj });
-  return { name: "kafka-test", stateDir: tempDir(), log: { info: line("info"), warn: line("warn"), error: line("error") } };
-}
+const context = (lines: LogLine[] = []) => recordingContext("kafka-test", tempDir(), lines);
 
 /** Short group timeouts: joins and rebalances take seconds, not tens of seconds. */
 function base(topic: string, groupId = unique("al-group")): KafkaConsumerConfigInput & { group_id: string } {

@@ -11,7 +11,6 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BSON, MongoClient, MongoServerError, MongoNetworkError, type Collection, type Document } from "mongodb";
-import type { SourceContext } from "../source-factory.js";
 import type { SourceEvent, SourceSink } from "../source.js";
 import mongoChangeStreamSource, { type MongoChangeStreamConfigInput, type MongoChangeStreamSource } from "./index.js";
 import { nestsDeeperThan, positionOf, subjectOf, toSourceEvent } from "./change-event.js";
@@ -21,6 +20,7 @@ import { isHistoryLost, isUnreadableEvent, startProblem } from "./stream-problem
 import { waitFor } from "../../../test/support/wait-for.js";
 import { freePort } from "../../../test/support/free-port.js";
 import { readCrashLines, startCrashChild } from "../../../test/support/source-crash-process.js";
+import { type LogLine, recordingContext } from "../../../test/support/source-context.js";
 
 const url = inject("mongoUrl");
 const POSITION = /^mongo1:(\d+)\.(\d+):([0-9a-f]{32})$/;
@@ -60,11 +60,6 @@ class RecordingSink implements SourceSink {
   }
 }
 
-interface LogLine {
-  level: string;
-  msg: string;
-  obj: object;
-}
 
 const cleanups: (() => Promise<unknown> | void)[] = [];
 afterEach(async () => {
@@ -99,10 +94,7 @@ function tempDir(): string {
   return d;
 }
 
-function context(stateDir: string, lines: LogLine[] = []): SourceContext {
-  const line = (level: string) => (obj: object, msg: string) => void lines.push({ level, msg, obj });
-  return { name: "mongo-test", stateDir, log: { info: line("info"), warn: line("warn"), error: line("error") } };
-}
+const context = (stateDir: string, lines: LogLine[] = []) => recordingContext("mongo-test", stateDir, lines);
 
 function configFor(coll: Collection, extra: Partial<MongoChangeStreamConfigInput> = {}): MongoChangeStreamConfigInput {
   return { url, database: coll.dbName, collection: coll.collectionName, server_selection_timeout_ms: 5_000, max_await_time_ms: 100, ...extra };

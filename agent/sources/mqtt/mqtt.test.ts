@@ -11,7 +11,6 @@ import { createServer, connect as tcpConnect, type Server } from "node:net";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { connectAsync, type IClientPublishOptions, type MqttClient } from "mqtt";
-import type { SourceContext } from "../source-factory.js";
 import type { SourceEvent, SourceSink } from "../source.js";
 import mqttSource, { type MqttConfigInput, type MqttSource } from "./index.js";
 import { fingerprintOf, subjectOf } from "./message-event.js";
@@ -19,6 +18,7 @@ import { topicFilterProblem } from "./topic-filter.js";
 import { waitFor } from "../../../test/support/wait-for.js";
 import { freePort } from "../../../test/support/free-port.js";
 import { readCrashLines, startCrashChild } from "../../../test/support/source-crash-process.js";
+import { type LogLine, recordingContext } from "../../../test/support/source-context.js";
 
 const BROKER = "mqtt://127.0.0.1:1883";
 const MOSQUITTO = "/usr/sbin/mosquitto";
@@ -59,11 +59,6 @@ class RecordingSink implements SourceSink {
   }
 }
 
-interface LogLine {
-  level: string;
-  msg: string;
-  obj: object;
-}
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -94,10 +89,7 @@ function tempDir(): string {
   return d;
 }
 
-function context(stateDir: string, lines: LogLine[] = []): SourceContext {
-  const line = (level: string) => (obj: object, msg: string) => void lines.push({ level, msg, obj });
-  return { name: "mqtt-test", stateDir, log: { info: line("info"), warn: line("warn"), error: line("error") } };
-}
+const context = (stateDir: string, lines: LogLine[] = []) => recordingContext("mqtt-test", stateDir, lines);
 
 /** Removes a session from the broker (clean start), so test runs leave none behind. */
 async function dropSession(url: string, clientId: string): Promise<void> {

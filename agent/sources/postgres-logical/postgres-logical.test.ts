@@ -13,7 +13,6 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
-import type { SourceContext } from "../source-factory.js";
 import type { SourceEvent, SourceSink } from "../source.js";
 import postgresLogicalSource, { type PostgresLogicalConfigInput, type PostgresLogicalSource } from "./index.js";
 import { parsePosition } from "./change-event.js";
@@ -22,6 +21,7 @@ import { waitFor } from "../../../test/support/wait-for.js";
 import { readCrashLines, startCrashChild } from "../../../test/support/source-crash-process.js";
 import { freePort } from "../../../test/support/free-port.js";
 import { startScratchPostgres, type ScratchPostgres } from "../../../test/support/scratch-postgres.js";
+import { type LogLine, recordingContext } from "../../../test/support/source-context.js";
 
 
 // ---------------------------------------------------------------------------------------
@@ -57,11 +57,6 @@ class RecordingSink implements SourceSink {
   }
 }
 
-interface LogLine {
-  level: string;
-  msg: string;
-  obj: object;
-}
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -113,10 +108,7 @@ function tempDir(): string {
   return d;
 }
 
-function context(stateDir: string, lines: LogLine[] = []): SourceContext {
-  const line = (level: string) => (obj: object, msg: string) => void lines.push({ level, msg, obj });
-  return { name: "pg-test", stateDir, log: { info: line("info"), warn: line("warn"), error: line("error") } };
-}
+const context = (stateDir: string, lines: LogLine[] = []) => recordingContext("pg-test", stateDir, lines);
 
 async function dropSlot(client: pg.Client, slot: string): Promise<void> {
   await client.query(`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`, [slot]);

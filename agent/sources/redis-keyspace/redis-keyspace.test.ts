@@ -22,6 +22,7 @@ import { streamEntryEvent, streamPosition, subjectFor } from "./event-shape.js";
 import { RUN_FILE } from "./notification-feed.js";
 import { waitFor } from "../../../test/support/wait-for.js";
 import { freePort } from "../../../test/support/free-port.js";
+import { type LogLine } from "../../../test/support/source-context.js";
 
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 
@@ -150,11 +151,6 @@ function tempDir(): string {
   return d;
 }
 
-interface LogLine {
-  level: string;
-  msg: string;
-  obj: object;
-}
 
 function makeContext(stateDir: string, lines: LogLine[] = [], name = "redis"): SourceContext {
   return {

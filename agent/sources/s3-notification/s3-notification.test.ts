@@ -18,7 +18,6 @@ import {
   SendMessageBatchCommand,
   SQSClient,
 } from "@aws-sdk/client-sqs";
-import type { SourceContext } from "../source-factory.js";
 import type { SourceEvent, SourceSink } from "../source.js";
 import s3NotificationSource, { type S3NotificationConfigInput, type S3NotificationSource } from "./index.js";
 import { decodeObjectKey, kindOf, MALFORMED_KIND, subjectOf, TEST_EVENT_KIND } from "./notification-events.js";
@@ -26,6 +25,7 @@ import { InFlightMessages } from "./in-flight-messages.js";
 import { waitFor } from "../../../test/support/wait-for.js";
 import { freePort } from "../../../test/support/free-port.js";
 import { readCrashLines, startCrashChild } from "../../../test/support/source-crash-process.js";
+import { type LogLine, recordingContext } from "../../../test/support/source-context.js";
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = "true";
 const SECRET_ENV = "S3_NOTIFICATION_TEST_SECRET";
@@ -80,11 +80,6 @@ class RecordingSink implements SourceSink {
   }
 }
 
-interface LogLine {
-  level: string;
-  msg: string;
-  obj: object;
-}
 
 let counter = 0;
 function unique(prefix: string): string {
@@ -116,10 +111,7 @@ function baseConfig(queueUrl: string, extra: Partial<S3NotificationConfigInput> 
   };
 }
 
-function context(lines: LogLine[] = []): SourceContext {
-  const line = (level: string) => (obj: object, msg: string) => void lines.push({ level, msg, obj });
-  return { name: "s3-test", stateDir: tempDir(), log: { info: line("info"), warn: line("warn"), error: line("error") } };
-}
+const context = (lines: LogLine[] = []) => recordingContext("s3-test", tempDir(), lines);
 
 function create(config: S3NotificationConfigInput, lines: LogLine[] = []): S3NotificationSource {
   const source = s3NotificationSource.create(s3NotificationSource.configSchema.parse(config), context(lines)) as S3NotificationSource;
