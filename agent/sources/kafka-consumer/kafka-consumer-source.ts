@@ -115,6 +115,8 @@ export class KafkaConsumerSource implements Source {
    * was recreated or truncated (see onOffsetReset).
    */
   private readonly readFrom = new Map<string, bigint>();
+  /** Partitions found recreated or truncated (reported once, no longer read). */
+  private readonly recreated = new Set<string>();
   /** The partitions of the current assignment (partition keys). */
   private assigned = new Set<string>();
   private readonly progress = new PartitionProgress();
@@ -380,6 +382,7 @@ export class KafkaConsumerSource implements Source {
       }
     }
     if (firstJoin) this.startOffsets.clear();
+    else void this.checkNotRecreated(assignment);
     if (skipped) void this.flushCommits();
     this.ctx.log.info({ group_id: this.config.group_id, assignment }, "kafka: joined the consumer group");
     void this.warnIfGroupShared(memberId);
@@ -456,11 +459,7 @@ export class KafkaConsumerSource implements Source {
     const bounds = await this.partitionBounds(topic, partition);
     if (this.stopped) return;
     if (bounds && at !== undefined && at > bounds.high) {
-      const reason = this.recreatedProblem(topic, partition, at, bounds.high);
-      await this.recordGap(reason);
-      if (this.stopped) return;
-      if (this.sink!.fail) this.sink!.fail(reason);
-      else this.ctx.log.error({ reason }, "kafka: the topic was recreated or truncated; stop the agent");
+      await this.onRecreated(topic, partition, at, bounds.high);
       return;
     }
     const recorded = await this.recordGap(
@@ -472,6 +471,40 @@ export class KafkaConsumerSource implements Source {
     if (this.progress.skipBelow(topic, partition, bounds.low)) await this.flushCommits();
   }
 
+  /**
+   * The partition now ends below where the source has read: the topic was recreated or
+   * truncated, and reading on would record nothing (the new messages' positions are taken
+   * for repeats). Records a gap and fails, once per partition, and stops fetching it.
+   */
+  private async onRecreated(topic: string, partition: number, at: bigint, end: bigint): Promise<void> {
+    const key = partitionKeyOf(topic, partition);
+    if (this.recreated.has(key)) return;
+    this.recreated.add(key);
+    this.consumer?.pause([{ topic, partitions: [partition] }]);
+    const reason = this.recreatedProblem(topic, partition, at, end);
+    await this.recordGap(reason);
+    if (this.stopped) return;
+    if (this.sink!.fail) this.sink!.fail(reason);
+    else this.ctx.log.error({ reason }, "kafka: the topic was recreated or truncated; stop the agent");
+  }
+
+  /**
+   * After a rejoin: a partition that now ends below where the source had read was
+   * recreated or truncated. Kafka deletes a deleted topic's group offsets, so kafkajs
+   * then reads the new topic from its start without any out-of-range reset to notice.
+   */
+  private async checkNotRecreated(assignment: Record<string, number[]>): Promise<void> {
+    for (const [topic, partitions] of Object.entries(assignment)) {
+      for (const partition of partitions) {
+        const at = this.readFrom.get(partitionKeyOf(topic, partition));
+        if (at === undefined || at === 0n) continue;
+        const bounds = await this.partitionBounds(topic, partition);
+        if (this.stopped) return;
+        if (bounds && at > bounds.high) await this.onRecreated(topic, partition, at, bounds.high);
+      }
+    }
+  }
+
   /** The partition's earliest offset and end, or undefined (logged) when they cannot be read. */
   private async partitionBounds(topic: string, partition: number): Promise<{ low: bigint; high: bigint } | undefined> {
     const admin = this.kafka!.admin({ retry: { retries: 3, initialRetryTime: 250, maxRetryTime: 2_000 } });
@@ -480,7 +513,7 @@ export class KafkaConsumerSource implements Source {
       const p = (await admin.fetchTopicOffsets(topic)).find((o) => o.partition === partition);
       return p ? { low: BigInt(p.low), high: BigInt(p.high) } : undefined;
     } catch (err) {
-      this.ctx.log.warn({ err: describeError(err), topic, partition }, "kafka: cannot read the partition's offsets after an offset reset");
+      this.ctx.log.warn({ err: describeError(err), topic, partition }, "kafka: cannot read the partition's offsets");
       return undefined;
     } finally {
       await admin.disconnect().catch(() => undefined);
@@ -491,6 +524,14 @@ export class KafkaConsumerSource implements Source {
     if (this.stopped) return;
     const fetchedOffset = (batch as { fetchedOffset?: string }).fetchedOffset ?? batch.firstOffset() ?? "0";
     const key = partitionKeyOf(batch.topic, batch.partition);
+    // Caught here as well as by kafkajs's out-of-range reset: when the group lost its
+    // offset with the deleted topic, kafkajs reads the new one from the start, no reset.
+    const known = this.readFrom.get(key);
+    if (known !== undefined && BigInt(batch.highWatermark) < known) {
+      await this.onRecreated(batch.topic, batch.partition, known, BigInt(batch.highWatermark));
+      return;
+    }
+    if (this.recreated.has(key)) return;
     this.progress.track(batch.topic, batch.partition, fetchedOffset);
     let messages = batch.messages;
     if (messages.length > 0) this.readFrom.set(key, BigInt(messages[messages.length - 1]!.offset) + 1n);
